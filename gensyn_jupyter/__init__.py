@@ -1,0 +1,23 @@
+"""gensyn-jupyter: train from a notebook cell on a verified network of pooled GPUs.
+
+``%load_ext gensyn_jupyter`` registers ``%%gensyn_train`` and ``%gensyn``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["__version__", "load_ipython_extension"]
+
+__version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the magics (imports of the heavy parts happen here, not at import)."""
+    from .kernel import GensynMagics
+
+    ipython.register_magics(GensynMagics)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    return [{"src": "labextension", "dest": "gensyn-jupyter"}]

@@ -1,0 +1,7 @@
+"""``python -m gensyn_jupyter`` is the ``gensyn`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

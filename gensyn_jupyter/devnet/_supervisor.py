@@ -1,0 +1,186 @@
+"""A local devnet: one coordinator and N providers as child processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from ..config import DevnetState
+
+__all__ = ["free_port", "run_devnet"]
+
+_READY_TIMEOUT = 120.0
+_MAX_RESTARTS = 5
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class _Child:
+    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.restarts = 0
+        self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 (kept open for the child)
+        self.proc = self._spawn()
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def restart(self) -> None:
+        self.restarts += 1
+        self.proc = self._spawn()
+
+    def tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+
+    def reap(self, deadline: float) -> None:
+        try:
+            self.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+def _wait_ready(url: str, providers: int, children: list[_Child]) -> None:
+    deadline = time.monotonic() + _READY_TIMEOUT
+    with httpx.Client(base_url=url, timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            for child in children:
+                if child.proc.poll() is not None:
+                    raise RuntimeError(
+                        f"devnet {child.name} exited with code {child.proc.returncode}:\n"
+                        + child.tail()
+                    )
+            try:
+                listed = client.get("/v1/providers").json()
+                if sum(1 for p in listed if p["state"] != "offline") >= providers:
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.1)
+    raise RuntimeError(f"the devnet was not ready after {_READY_TIMEOUT:.0f} s")
+
+
+def run_devnet(
+    *, data_dir: Path, port: int = 0, providers: int = 2, threads: int | None = None
+) -> int:
+    """Run the devnet in the foreground until SIGINT/SIGTERM; return an exit code.
+
+    Writes ``data_dir/devnet.json`` once every provider has registered and
+    removes it on the way out. Children that die are restarted (at most
+    five times each), so a crashed provider does not take the devnet down.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    threads = threads or max(1, (os.cpu_count() or 1) // max(1, providers))
+    exe = [sys.executable, "-m", "gensyn_jupyter"]
+    children = [
+        _Child(
+            "coordinator",
+            [
+                *exe,
+                "coordinator",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir / "coordinator"),
+            ],
+            data_dir / "coordinator.log",
+        )
+    ]
+    for index in range(1, providers + 1):
+        children.append(
+            _Child(
+                f"provider devnet-{index}",
+                [
+                    *exe,
+                    "provider",
+                    "--coordinator",
+                    url,
+                    "--name",
+                    f"devnet-{index}",
+                    "--work-dir",
+                    str(data_dir / f"provider-{index}"),
+                    "--threads",
+                    str(threads),
+                ],
+                data_dir / f"provider-{index}.log",
+            )
+        )
+    stopping = False
+
+    def _stop(_signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    state_path = data_dir / "devnet.json"
+    code = 0
+    try:
+        _wait_ready(url, providers, children)
+        state = DevnetState(
+            pid=os.getpid(),
+            url=url,
+            providers=providers,
+            data_dir=str(data_dir),
+            started_at=time.time(),
+        )
+        tmp = state_path.with_suffix(".tmp")
+        tmp.write_text(state.to_json())
+        os.replace(tmp, state_path)
+        print(
+            f"devnet ready at {url}: coordinator + {providers} providers; state in {data_dir}",
+            flush=True,
+        )
+        while not stopping:
+            time.sleep(0.2)
+            for child in children:
+                if child.proc.poll() is not None and not stopping:
+                    if child.restarts >= _MAX_RESTARTS:
+                        raise RuntimeError(f"devnet {child.name} keeps dying:\n{child.tail()}")
+                    print(
+                        f"devnet {child.name} exited ({child.proc.returncode}); restarting",
+                        flush=True,
+                    )
+                    child.restart()
+    except RuntimeError as exc:
+        print(f"devnet failed: {exc}", file=sys.stderr, flush=True)
+        code = 1
+    finally:
+        state_path.unlink(missing_ok=True)
+        for child in reversed(children):
+            child.stop()
+        deadline = time.monotonic() + 10.0
+        for child in reversed(children):
+            child.reap(deadline)
+        print("devnet stopped", flush=True)
+    return code

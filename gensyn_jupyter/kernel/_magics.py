@@ -1,0 +1,176 @@
+"""``%%gensyn_train`` and ``%gensyn``: the notebook's way into the network."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from ..protocol import CoordinatorError
+from ._client import CoordinatorClient
+from ._errors import GensynError
+from ._network import devnet_command, resolve_network
+from ._train import TrainOptions, train_cell
+
+__all__ = ["GensynMagics"]
+
+
+def _say(message: str) -> None:
+    print(f"[gensyn] {message}", flush=True)
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+@magics_class
+class GensynMagics(Magics):
+    """Magics of gensyn-jupyter; one coordinator client per network, reused."""
+
+    def __init__(self, shell: Any = None) -> None:
+        super().__init__(shell)
+        self._clients: dict[str, CoordinatorClient] = {}
+
+    def _client(self, network: str | None) -> CoordinatorClient:
+        try:
+            url = resolve_network(network, say=_say)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise GensynError(f"no network to run on: {exc}") from None
+        if url not in self._clients:
+            self._clients[url] = CoordinatorClient(base_url=url)
+        return self._clients[url]
+
+    @magic_arguments()
+    @argument("--gpus", type=int, default=1, help="GPUs to lease on one provider (default 1)")
+    @argument(
+        "--verify",
+        choices=["none", "spot", "replicate"],
+        default="none",
+        help="how the result is checked; this network offers 'none' (trusted) only so far",
+    )
+    @argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="auto: CUDA when the provider has it; cpu: stay on the CPU; cuda: GPU providers only",
+    )
+    @argument(
+        "--network", default=None, help="coordinator URL (default: $GENSYN_NETWORK or devnet)"
+    )
+    @argument(
+        "-o", "--output", default="_gensyn", help="name of the result handle (default _gensyn)"
+    )
+    @argument("--max-seconds", type=int, default=3600, help="stop the run after this many seconds")
+    @cell_magic
+    def gensyn_train(self, line: str, cell: str) -> None:
+        """Run this cell's training loop on a provider of the network.
+
+        The cell's inputs (models, optimizers, tensors, notebook functions)
+        are captured and sent; after the run, modules and optimizers are
+        updated in place, new values bound, and ``_gensyn`` holds the task.
+        """
+        args = parse_argstring(self.gensyn_train, line)
+        if args.verify != "none":
+            raise GensynError(
+                f"--verify {args.verify} is not available on this network yet; use --verify none"
+            )
+        if not args.output.isidentifier():
+            raise GensynError(f"-o {args.output!r} is not a valid Python name")
+        options = TrainOptions(
+            gpus=args.gpus,
+            verify=args.verify,
+            device=args.device,
+            output=args.output,
+            max_seconds=args.max_seconds,
+        )
+        from ..capture import PreflightError
+
+        client = self._client(args.network)
+        try:
+            train_cell(cell, self.shell.user_ns, options=options, client=client, say=_say)
+        except PreflightError as exc:
+            raise GensynError(f"nothing was sent: {exc}") from None
+        except CoordinatorError as exc:
+            raise GensynError(f"the network refused the task: {exc.detail}") from None
+
+    @magic_arguments()
+    @argument(
+        "command",
+        choices=["status", "tasks", "providers", "devnet", "cancel"],
+        help="status | tasks | providers | devnet up|down|status | cancel TASK_ID",
+    )
+    @argument("rest", nargs="*", help="devnet: up, down or status; cancel: the task id")
+    @argument(
+        "--network", default=None, help="coordinator URL (default: $GENSYN_NETWORK or devnet)"
+    )
+    @line_magic
+    def gensyn(self, line: str) -> None:
+        """Inspect and control the network: status, tasks, providers, devnet, cancel."""
+        args = parse_argstring(self.gensyn, line)
+        try:
+            self._command(args.command, args.rest, args.network)
+        except CoordinatorError as exc:
+            raise GensynError(exc.detail) from None
+
+    def _command(self, command: str, rest: list[str], network: str | None) -> None:
+        if command == "devnet":
+            action = rest[0] if rest else "status"
+            if action not in ("up", "down", "status"):
+                raise GensynError(f"%gensyn devnet {action}: use up, down or status")
+            try:
+                out = devnet_command(action, *(["--detach"] if action == "up" else []))
+            except RuntimeError as exc:
+                raise GensynError(str(exc)) from None
+            print(out)
+            return
+        client = self._client(network)
+        if command == "status":
+            health = client.health()
+            print(
+                f"network {client.base_url}: {health.get('status')}, "
+                f"{health.get('providers_online')} providers online, {health.get('tasks')} tasks"
+            )
+        elif command == "tasks":
+            now = time.time()
+            rows = [
+                [
+                    t.id,
+                    t.state,
+                    t.provider_name or "-",
+                    f"{t.gpu_seconds:.1f}",
+                    f"{now - t.created_at:.0f} s ago",
+                ]
+                for t in client.list_tasks(limit=20)
+            ]
+            print(
+                _table(rows, ["task", "state", "provider", "gpu-s", "created"])
+                if rows
+                else "no tasks yet"
+            )
+        elif command == "providers":
+            rows = [
+                [
+                    p.id,
+                    p.info.name,
+                    p.state,
+                    p.info.device_type,
+                    ", ".join(g.name for g in p.info.gpus) or f"{p.info.cpu_count} cpu cores",
+                    str(p.tasks_done),
+                ]
+                for p in client.list_providers()
+            ]
+            print(
+                _table(rows, ["provider", "name", "state", "device", "hardware", "tasks"])
+                if rows
+                else "no providers registered"
+            )
+        elif command == "cancel":
+            if not rest:
+                raise GensynError("%gensyn cancel needs a task id")
+            task = client.cancel(rest[0])
+            print(f"task {task.id}: {task.state}")

@@ -1,0 +1,161 @@
+"""``gensyn provider``: register, heartbeat, long-poll leases, run them, forever."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Literal
+
+import httpx
+
+from ..protocol import CoordinatorError, ProviderInfo
+from ._client import ProviderClient
+from ._hardware import detect_hardware
+from ._pool import WorkerPool, worker_environment
+from ._runner import TaskRunner
+
+__all__ = ["run_provider"]
+
+_LEASE_WAIT_SECONDS = 20.0
+_MAX_BACKOFF = 5.0
+
+
+class _Daemon:
+    def __init__(
+        self,
+        *,
+        client: ProviderClient,
+        info: ProviderInfo,
+        runner: TaskRunner,
+        stop: threading.Event,
+    ) -> None:
+        self.client = client
+        self.info = info
+        self.runner = runner
+        self.stop = stop
+        self.reregister = threading.Event()
+
+    def log(self, message: str) -> None:
+        _log(self.info.name, message)
+
+    def register(self) -> None:
+        backoff = 0.2
+        while not self.stop.is_set():
+            try:
+                reg = self.client.register(self.info)
+            except (httpx.HTTPError, CoordinatorError) as exc:
+                self.log(f"cannot register yet ({exc}); retrying in {backoff:.1f} s")
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+                continue
+            self.log(f"registered as {reg.provider.id} ({self.info.device_type})")
+            self.reregister.clear()
+            return
+
+    def heartbeat_loop(self) -> None:
+        while not self.stop.is_set():
+            registration = self.client.registration
+            interval = registration.heartbeat_seconds if registration else 1.0
+            if self.stop.wait(interval):
+                return
+            if registration is None:
+                continue
+            try:
+                beat = self.client.heartbeat()
+            except CoordinatorError as exc:
+                if exc.status in (401, 404):
+                    self.reregister.set()
+                self.log(f"heartbeat refused: {exc.detail}")
+                continue
+            except httpx.HTTPError as exc:
+                self.log(f"heartbeat failed: {exc}")
+                continue
+            for task_id in beat.cancel:
+                self.log(f"{task_id} cancelled by its owner")
+                self.runner.cancel(task_id)
+
+    def lease_loop(self) -> None:
+        backoff = 0.2
+        while not self.stop.is_set():
+            if self.reregister.is_set():
+                self.register()
+            try:
+                lease = self.client.lease(wait=_LEASE_WAIT_SECONDS)
+            except CoordinatorError as exc:
+                if exc.status in (401, 404):
+                    self.reregister.set()
+                self.log(f"lease refused: {exc.detail}")
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+                continue
+            except httpx.HTTPError as exc:
+                self.log(f"lost the coordinator ({exc}); retrying in {backoff:.1f} s")
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+                continue
+            backoff = 0.2
+            if lease is not None:
+                self.log(f"leased {lease.task.id}")
+                self.runner.run(lease)
+
+
+def run_provider(
+    *,
+    coordinator: str,
+    work_dir: Path,
+    name: str | None = None,
+    device: Literal["auto", "cpu", "cuda"] = "auto",
+    threads: int | None = None,
+) -> None:
+    """Serve leases from ``coordinator`` until SIGINT or SIGTERM.
+
+    Parameters
+    ----------
+    coordinator
+        Base URL of the coordinator, e.g. ``http://127.0.0.1:8765``.
+    work_dir
+        Blob cache, task directories and the workers' private homes.
+    name
+        Name shown to users (defaults to the host name).
+    device
+        ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+    threads
+        torch threads per worker (default: torch's own choice).
+    """
+    info = detect_hardware(name=name, device=device)
+    client = ProviderClient(base_url=coordinator)
+    stop = threading.Event()
+    pool = WorkerPool(env=worker_environment(home=work_dir / "home", threads=threads), cwd=work_dir)
+    pool.replenish()
+    runner = TaskRunner(
+        client=client,
+        info=info,
+        work_dir=work_dir,
+        pool=pool,
+        threads=threads,
+        log=lambda message: _log(info.name, message),
+    )
+    daemon = _Daemon(client=client, info=info, runner=runner, stop=stop)
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        stop.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        daemon.register()
+        threading.Thread(target=daemon.heartbeat_loop, daemon=True).start()
+        daemon.lease_loop()
+    except KeyboardInterrupt:
+        daemon.log("stopping")
+    finally:
+        stop.set()
+        daemon.runner.kill_current()
+        pool.close()
+        client.close()
+
+
+def _log(name: str, message: str) -> None:
+    print(f"[provider {name}] {message}", file=sys.stderr, flush=True)

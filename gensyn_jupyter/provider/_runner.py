@@ -1,0 +1,297 @@
+"""Run one lease: fetch the bundle, drive a warm worker, stream its output, send results."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO
+
+from ..protocol import (
+    Bundle,
+    CoordinatorError,
+    EventIn,
+    Lease,
+    ProviderInfo,
+    RemoteError,
+    ResultManifest,
+    sha256_hex,
+)
+from ._client import ProviderClient
+from ._pool import Worker, WorkerPool
+
+__all__ = ["TaskRunner"]
+
+_SEND_INTERVAL = 0.1
+_STDERR_TAIL = 4000
+
+
+class _Outbox:
+    """Events waiting to be posted, merged so one flush is one request."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._events: list[EventIn] = []
+
+    def add(self, kind: str, **data: object) -> None:
+        with self._lock:
+            last = self._events[-1] if self._events else None
+            if last is not None and last.kind == kind and kind in ("stdout", "stderr"):
+                last.data["text"] = str(last.data["text"]) + str(data["text"])
+            elif last is not None and last.kind == kind == "metrics":
+                points = last.data["points"]
+                assert isinstance(points, list) and isinstance(data["points"], list)
+                points.extend(data["points"])
+            else:
+                self._events.append(EventIn.model_validate({"kind": kind, "data": dict(data)}))
+
+    def drain(self) -> list[EventIn]:
+        with self._lock:
+            events, self._events = self._events, []
+        return events
+
+
+class TaskRunner:
+    """Runs leases one at a time on this provider."""
+
+    def __init__(
+        self,
+        *,
+        client: ProviderClient,
+        info: ProviderInfo,
+        work_dir: Path,
+        pool: WorkerPool,
+        threads: int | None,
+        log: Callable[[str], None],
+    ) -> None:
+        self._client = client
+        self._info = info
+        self._blob_dir = work_dir / "blobs"
+        self._task_dir = work_dir / "tasks"
+        self._blob_dir.mkdir(parents=True, exist_ok=True)
+        self._task_dir.mkdir(parents=True, exist_ok=True)
+        self._pool = pool
+        self._threads = threads
+        self._log = log
+        self._lock = threading.Lock()
+        self._current: tuple[str, Worker] | None = None
+        self._cancelled = threading.Event()
+
+    def cancel(self, task_id: str) -> None:
+        """Stop the worker if it runs ``task_id`` (the owner cancelled it)."""
+        with self._lock:
+            current = self._current
+        if current is not None and current[0] == task_id:
+            self._cancelled.set()
+            current[1].kill()
+
+    def kill_current(self) -> None:
+        with self._lock:
+            if self._current is not None:
+                self._current[1].kill()
+
+    def _fetch(self, sha: str) -> bytes | None:
+        path = self._blob_dir / sha
+        if path.exists():
+            return None
+        data = self._client.blobs.get_blob(sha)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return data
+
+    def _prepare(self, lease: Lease) -> Bundle:
+        self._fetch(lease.task.spec.bundle)
+        bundle = Bundle.model_validate_json((self._blob_dir / lease.task.spec.bundle).read_bytes())
+        for sha in sorted(bundle.blobs()):
+            self._fetch(sha)
+        return bundle
+
+    def _device(self, lease: Lease) -> str:
+        if self._info.device_type == "cuda" and lease.task.spec.device != "cpu":
+            return "cuda:0"
+        return "cpu"
+
+    def run(self, lease: Lease) -> None:
+        """Run the lease's task to its end and post its result (or nothing if cancelled)."""
+        task = lease.task
+        self._cancelled.clear()
+        outbox = _Outbox()
+        workdir = self._task_dir / task.id
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        try:
+            self._prepare(lease)
+        except (CoordinatorError, ValueError, OSError) as exc:
+            self._post_result(
+                lease,
+                ResultManifest(
+                    error=RemoteError(
+                        type=type(exc).__name__, message=f"bundle fetch failed: {exc}"
+                    )
+                ),
+            )
+            return
+        worker = self._pool.take()
+        with self._lock:
+            self._current = (task.id, worker)
+        stderr_tail = _Tail()
+        pumps = [
+            threading.Thread(target=_pump_text, args=(worker.proc.stdout, "stdout", outbox, None)),
+            threading.Thread(
+                target=_pump_text, args=(worker.proc.stderr, "stderr", outbox, stderr_tail.add)
+            ),
+            threading.Thread(target=_pump_control, args=(worker.control, outbox)),
+        ]
+        for pump in pumps:
+            pump.daemon = True
+            pump.start()
+        device = self._device(lease)
+        worker.start_job(
+            {
+                "workdir": str(workdir),
+                "blob_dir": str(self._blob_dir),
+                "bundle": task.spec.bundle,
+                "device": device,
+                "threads": self._threads,
+                "task_id": task.id,
+            }
+        )
+        self._log(f"running {task.id} on {device} (worker pid {worker.proc.pid})")
+        done = threading.Event()
+        sender = threading.Thread(target=self._send_loop, args=(lease, outbox, done, worker))
+        sender.daemon = True
+        sender.start()
+        timed_out = False
+        try:
+            worker.proc.wait(timeout=task.spec.max_seconds)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            worker.kill()
+            worker.proc.wait()
+        for pump in pumps:
+            pump.join(timeout=10)
+        done.set()
+        sender.join(timeout=30)
+        self._pool.replenish()
+        with self._lock:
+            self._current = None
+        if self._cancelled.is_set():
+            self._log(f"{task.id} was cancelled; worker stopped")
+            shutil.rmtree(workdir, ignore_errors=True)
+            return
+        manifest = self._collect(
+            workdir, worker, stderr_tail.text, timed_out, task.spec.max_seconds
+        )
+        manifest.device = device
+        self._post_result(lease, manifest)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    def _send_loop(
+        self, lease: Lease, outbox: _Outbox, done: threading.Event, worker: Worker
+    ) -> None:
+        while True:
+            finished = done.wait(_SEND_INTERVAL)
+            events = outbox.drain()
+            if events:
+                try:
+                    reply = self._client.post_events(lease.id, events)
+                except CoordinatorError as exc:
+                    self._log(f"events for {lease.task.id} refused: {exc.detail}")
+                    if exc.status == 409:
+                        self._cancelled.set()
+                        worker.kill()
+                except Exception as exc:  # network flap: keep the events for the next try
+                    self._log(f"could not post events: {exc}")
+                    for event in events:
+                        outbox.add(event.kind, **event.data)
+                else:
+                    if reply.cancelled:
+                        self._cancelled.set()
+                        worker.kill()
+            if finished and not events:
+                return
+
+    def _collect(
+        self, workdir: Path, worker: Worker, stderr: str, timed_out: bool, max_seconds: int
+    ) -> ResultManifest:
+        out = workdir / "out"
+        result = out / "result.json"
+        if timed_out:
+            return ResultManifest(
+                error=RemoteError(
+                    type="TimeoutError",
+                    message=f"the cell ran past its limit of {max_seconds} s and was stopped",
+                )
+            )
+        if not result.exists():
+            code = worker.proc.returncode
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+            detail = f"; last output: {stderr.strip()[-500:]}" if stderr.strip() else ""
+            return ResultManifest(
+                error=RemoteError(
+                    type="WorkerDied", message=f"the worker process {how} before finishing{detail}"
+                )
+            )
+        manifest = ResultManifest.model_validate_json(result.read_text())
+        for name, field in (("values.json", "values"), ("tensors.safetensors", "tensors")):
+            path = out / name
+            if path.exists():
+                data = path.read_bytes()
+                sha = sha256_hex(data)
+                self._client.blobs.upload_missing({sha: data})
+                setattr(manifest, field, sha)
+        return manifest
+
+    def _post_result(self, lease: Lease, manifest: ResultManifest) -> None:
+        try:
+            self._client.post_result(lease.id, manifest)
+        except CoordinatorError as exc:
+            self._log(f"result for {lease.task.id} refused: {exc.detail}")
+        else:
+            state = "failed" if manifest.error else "done"
+            self._log(
+                f"{lease.task.id} {state} in {manifest.duration_s:.2f} s, {manifest.steps} steps"
+            )
+
+
+class _Tail:
+    """Keeps the end of the worker's stderr for crash messages."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def add(self, text: str) -> None:
+        self.text = (self.text + text)[-_STDERR_TAIL:]
+
+
+def _pump_text(
+    stream: IO[bytes] | None, kind: str, outbox: _Outbox, tee: Callable[[str], None] | None
+) -> None:
+    if stream is None:
+        return
+    fd = stream.fileno()
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return
+        text = chunk.decode("utf-8", errors="replace")
+        outbox.add(kind, text=text)
+        if tee is not None:
+            tee(text)
+
+
+def _pump_control(stream: IO[bytes], outbox: _Outbox) -> None:
+    for raw in stream:
+        try:
+            message = json.loads(raw)
+        except ValueError:
+            continue
+        if message.get("type") == "metrics":
+            outbox.add("metrics", points=list(message["points"]))
+        elif message.get("type") == "log":
+            outbox.add("log", message=str(message["message"]))

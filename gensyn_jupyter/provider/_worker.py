@@ -1,0 +1,153 @@
+"""The worker subprocess: runs one captured cell, then exits.
+
+Started ahead of time by the provider (``python -m
+gensyn_jupyter.provider._worker --control-fd N``) so that torch is already
+imported when a lease arrives; it then reads one job line (JSON) from stdin.
+The cell's own stdout and stderr are this process's; metrics and notes go to
+the control pipe as JSON lines. Results are written under ``<workdir>/out``
+as safetensors + JSON, never pickles.
+"""
+
+from __future__ import annotations
+
+import argparse
+import builtins
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["main"]
+
+
+def _warm_up() -> None:
+    import torch
+
+    # The first optimizer imports torch._dynamo (about 2 s): pay it before the lease.
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    import gensyn_jupyter.capture  # noqa: F401
+
+
+class _Control:
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+
+    def send(self, message: dict[str, Any]) -> None:
+        self._stream.write(json.dumps(message) + "\n")
+        self._stream.flush()
+
+
+def _run(job: dict[str, Any], control: _Control) -> None:
+    import torch
+
+    from ..capture import encode_results, load_inputs
+    from ..protocol import Bundle, RemoteError, ResultManifest
+    from ._autolog import Autolog
+    from ._placement import place_on_device
+    from ._traceback import CELL_FILENAME, remote_error
+
+    blob_dir = Path(job["blob_dir"])
+    out = Path(job["workdir"]) / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    device: str = job["device"]
+    if job.get("threads"):
+        torch.set_num_threads(int(job["threads"]))
+
+    def read_blob(sha: str) -> bytes:
+        return (blob_dir / sha).read_bytes()
+
+    bundle = Bundle.model_validate_json(read_blob(job["bundle"]))
+    manifest = ResultManifest(device=device)
+    started = time.monotonic()
+    autolog = Autolog(emit=lambda points: control.send({"type": "metrics", "points": points}))
+    try:
+        inputs = load_inputs(bundle, read_blob)
+    except Exception as exc:  # the bundle itself is bad: say so, never crash silently
+        manifest.error = RemoteError(
+            type=type(exc).__qualname__,
+            message=f"the provider could not load the cell's inputs: {exc}",
+        )
+        _finish(out, manifest, started)
+        return
+    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+    namespace.update(inputs)
+    for line in place_on_device(namespace, list(inputs), device=device):
+        control.send({"type": "log", "message": line})
+    code = compile(bundle.source, CELL_FILENAME, "exec")
+    autolog.install()
+    try:
+        exec(code, namespace)
+    except BaseException as exc:  # the user's exception, reported with cell lines
+        manifest.error = remote_error(
+            exc, source=bundle.source, line_offset=bundle.cell_line_offset
+        )
+    finally:
+        autolog.uninstall()
+        autolog.flush()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    manifest.steps = autolog.steps
+    if manifest.error is None:
+        try:
+            tree_inputs = bundle.model_copy(
+                update={"inputs": [i for i in bundle.inputs if i.kind == "tree"]}
+            )
+            initial = load_inputs(tree_inputs, read_blob)
+            names = list(dict.fromkeys([*bundle.outputs, *bundle.returns]))
+            encoded = encode_results(namespace, names, initial=initial)
+        except Exception as exc:
+            manifest.error = RemoteError(
+                type=type(exc).__qualname__,
+                message=f"the cell ran, but its results could not be encoded: {exc}",
+            )
+        else:
+            (out / "values.json").write_bytes(encoded.values_json)
+            if encoded.tensors is not None:
+                (out / "tensors.safetensors").write_bytes(encoded.tensors)
+            manifest.outputs = encoded.outputs
+    _finish(out, manifest, started)
+
+
+def _finish(out: Path, manifest: Any, started: float) -> None:
+    manifest.duration_s = time.monotonic() - started
+    tmp = out / "result.json.tmp"
+    tmp.write_text(manifest.model_dump_json())
+    os.replace(tmp, out / "result.json")
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to kill this worker when the provider dies (``PR_SET_PDEATHSIG``)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if parent_pid and os.getppid() != parent_pid:  # the provider died before prctl
+        os._exit(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="gensyn-worker")
+    parser.add_argument("--control-fd", type=int, required=True)
+    parser.add_argument("--parent-pid", type=int, default=0)
+    args = parser.parse_args(argv)
+    _die_with_parent(args.parent_pid)
+    control = _Control(os.fdopen(args.control_fd, "w", buffering=1))
+    _warm_up()
+    control.send({"type": "ready"})
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0
+    job = json.loads(line)
+    os.chdir(job["workdir"])
+    _run(job, control)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
