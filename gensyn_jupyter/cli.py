@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=int, default=0, help="coordinator port (default: a free one)"
     )
     devnet.add_argument("--detach", action="store_true", help="run in the background")
+    devnet.add_argument("--lease-ttl", type=float, default=15.0,
+                        help="seconds without a heartbeat before a provider loses its lease")
     devnet.add_argument(
         "--data-dir",
         type=Path,
@@ -63,7 +65,8 @@ def _devnet(args: argparse.Namespace) -> int:
     if args.action == "up" and args.detach:
         try:
             state, started = start_detached(
-                data_dir=data_dir, port=args.port, providers=args.providers
+                data_dir=data_dir, port=args.port, providers=args.providers,
+                lease_ttl=args.lease_ttl,
             )
         except RuntimeError as exc:
             print(f"gensyn devnet up: {exc}", file=sys.stderr)
@@ -72,7 +75,9 @@ def _devnet(args: argparse.Namespace) -> int:
         print(f"devnet {verb} at {state.url} ({state.providers} providers, pid {state.pid})")
         return 0
     if args.action == "up":
-        return run_devnet(data_dir=data_dir, port=args.port, providers=args.providers)
+        return run_devnet(
+            data_dir=data_dir, port=args.port, providers=args.providers, lease_ttl=args.lease_ttl
+        )
     if args.action == "down":
         print("devnet stopped" if stop_devnet(data_dir=data_dir) else "no devnet was running")
         return 0
@@ -89,7 +94,11 @@ def main(argv: list[str] | None = None) -> int:
         from .coordinator import serve
 
         serve(
-            host=args.host, port=args.port, data_dir=args.data_dir, lease_ttl_seconds=args.lease_ttl
+            host=args.host,
+            port=args.port,
+            data_dir=args.data_dir,
+            lease_ttl_seconds=args.lease_ttl,
+            heartbeat_seconds=min(2.0, args.lease_ttl / 4),
         )
         return 0
     from .config import gensyn_home

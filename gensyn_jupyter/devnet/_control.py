@@ -37,7 +37,12 @@ def _running(data_dir: Path) -> DevnetState | None:
 
 
 def start_detached(
-    *, data_dir: Path, port: int = 0, providers: int = 2, timeout: float = 180.0
+    *,
+    data_dir: Path,
+    port: int = 0,
+    providers: int = 2,
+    lease_ttl: float = 15.0,
+    timeout: float = 180.0,
 ) -> tuple[DevnetState, bool]:
     """Start the devnet in the background; return its state and whether it was started now."""
     running = _running(data_dir)
@@ -59,6 +64,8 @@ def start_detached(
                 str(providers),
                 "--data-dir",
                 str(data_dir),
+                "--lease-ttl",
+                str(lease_ttl),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,

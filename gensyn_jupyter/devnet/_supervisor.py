@@ -87,7 +87,12 @@ def _wait_ready(url: str, providers: int, children: list[_Child]) -> None:
 
 
 def run_devnet(
-    *, data_dir: Path, port: int = 0, providers: int = 2, threads: int | None = None
+    *,
+    data_dir: Path,
+    port: int = 0,
+    providers: int = 2,
+    threads: int | None = None,
+    lease_ttl: float = 15.0,
 ) -> int:
     """Run the devnet in the foreground until SIGINT/SIGTERM; return an exit code.
 
@@ -112,6 +117,8 @@ def run_devnet(
                 str(port),
                 "--data-dir",
                 str(data_dir / "coordinator"),
+                "--lease-ttl",
+                str(lease_ttl),
             ],
             data_dir / "coordinator.log",
         )

@@ -79,6 +79,8 @@ class GensynMagics(Magics):
             raise GensynError(
                 f"--verify {args.verify} is not available on this network yet; use --verify none"
             )
+        if args.gpus < 1:
+            raise GensynError(f"--gpus {args.gpus}: ask for at least 1")
         if not args.output.isidentifier():
             raise GensynError(f"-o {args.output!r} is not a valid Python name")
         options = TrainOptions(

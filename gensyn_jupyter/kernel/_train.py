@@ -95,6 +95,24 @@ def _finish(task: Task, handle: TrainResult) -> None:
         raise GensynError(f"task {task.id} ended {task.state}; nothing was loaded into the kernel")
 
 
+def _warn_if_no_provider_fits(
+    client: CoordinatorClient, options: TrainOptions, say: Callable[[str], None]
+) -> None:
+    online = [p for p in client.list_providers() if p.state != "offline"]
+    fits = [
+        p
+        for p in online
+        if options.gpus <= max(1, len(p.info.gpus))
+        and (options.device != "cuda" or p.info.device_type == "cuda")
+    ]
+    if not fits:
+        want = f"{options.gpus} GPU(s)" + (" with CUDA" if options.device == "cuda" else "")
+        say(
+            f"no provider online offers {want} ({len(online)} online); the task waits in the "
+            "queue until one joins (interrupt to cancel)"
+        )
+
+
 def train_cell(
     source: str,
     namespace: MutableMapping[str, Any],
@@ -127,6 +145,7 @@ def train_cell(
             "label": options.label,
         }
     )
+    _warn_if_no_provider_fits(client, options, say)
     task = client.create_task(spec)
     started = time.monotonic()
     handle = TrainResult(task_id=task.id, network=client.base_url)

@@ -1,0 +1,99 @@
+"""What a user sees in a cell: errors, preflight, interrupts, magics."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from ._kernel import Kernel
+from .conftest import Devnet
+
+
+def _task_count(devnet: Devnet) -> int:
+    return len(httpx.get(f"{devnet.url}/v1/tasks", params={"limit": 1000}).json())
+
+
+def test_remote_exception_points_at_the_cell_line(kernel: Kernel) -> None:
+    run = kernel.run(
+        "%%gensyn_train\n"
+        "a = torch.ones(2)\n"
+        "print('before the error')\n"
+        "b = a[5]\n"
+    )
+    assert run.status == "error"
+    assert "before the error" in run.stdout
+    rendered = "\n".join(run.error)
+    assert "Cell line 4, in <cell>" in rendered
+    assert "b = a[5]" in rendered
+    assert "IndexError" in rendered
+    result = kernel.run("print(_gensyn.status, _gensyn.error)")
+    assert result.stdout.startswith("failed IndexError")
+
+
+def test_unserialisable_input_is_refused_before_anything_is_sent(
+    kernel: Kernel, devnet: Devnet, tmp_path: object
+) -> None:
+    before = _task_count(devnet)
+    run = kernel.run(
+        "fh = open('/dev/null')\n"
+        "def reads(): return fh.read()\n"
+        "model = torch.nn.Linear(2, 2)\n"
+    )
+    assert run.status == "ok"
+    run = kernel.run("%%gensyn_train\nx = reads()\nmodel.weight.data.zero_()\n")
+    assert run.status == "error"
+    rendered = "\n".join(run.error)
+    assert "nothing was sent" in rendered and "`reads`" in rendered
+    assert _task_count(devnet) == before
+
+
+def test_values_come_back_and_new_names_are_bound(kernel: Kernel) -> None:
+    kernel.run("w = torch.zeros(3)\nw_id = id(w)\ncounts = [1]")
+    run = kernel.run(
+        "%%gensyn_train -o res\n"
+        "w += 2\n"
+        "counts.append(2)\n"
+        "total = float(w.sum())\n"
+        "name = 'trained'\n"
+    )
+    assert run.status == "ok", run.text
+    check = kernel.run("print(id(w) == w_id, w.tolist(), counts, total, name, res.status)")
+    assert check.stdout.strip() == "True [2.0, 2.0, 2.0] [1, 2] 6.0 trained settled"
+
+
+def test_interrupt_cancels_the_remote_task(kernel: Kernel, devnet: Devnet) -> None:
+    msg_id = kernel.start(
+        "%%gensyn_train\n"
+        "import time\n"
+        "for i in range(600):\n"
+        "    print('tick', i, flush=True)\n"
+        "    time.sleep(0.1)\n"
+    )
+    kernel.read_until(msg_id, lambda run: "tick 3" in run.stdout, timeout=120)
+    kernel.km.interrupt_kernel()
+    run = kernel.read_until(msg_id, lambda run: False, timeout=60)
+    rendered = "\n".join(run.error)
+    assert "cancelled" in rendered and "nothing was paid" in rendered
+    task_id = kernel.run("print(_gensyn.task_id)").stdout.strip()
+    task = httpx.get(f"{devnet.url}/v1/tasks/{task_id}").json()
+    assert task["state"] == "cancelled"
+
+
+def test_gensyn_line_magics(kernel: Kernel) -> None:
+    providers = kernel.run("%gensyn providers")
+    assert providers.stdout.count("devnet-") == 2
+    tasks = kernel.run("%gensyn tasks")
+    assert "settled" in tasks.stdout
+    status = kernel.run("%gensyn status")
+    assert "providers online" in status.stdout
+    helped = kernel.run("%gensyn --help")
+    assert "devnet up|down|status" in helped.stdout
+    helped = kernel.run("%%gensyn_train --help\npass")
+    assert "--verify" in helped.stdout and "--gpus" in helped.stdout
+
+
+@pytest.mark.parametrize("line", ["--verify spot", "--gpus 0", "-o 1bad"])
+def test_bad_magic_options_say_what_is_wrong(kernel: Kernel, line: str) -> None:
+    run = kernel.run(f"%%gensyn_train {line}\npass")
+    assert run.status == "error"
+    assert run.error, run.text
