@@ -1,0 +1,9 @@
+"""The coordinator: a FastAPI service for tasks, providers, leases, blobs and events.
+
+See ``docs/protocol.md`` for the API.  ``create_app`` builds the ASGI app;
+``serve`` runs it with uvicorn on a data directory.
+"""
+
+from ._app import create_app, serve
+
+__all__ = ["create_app", "serve"]

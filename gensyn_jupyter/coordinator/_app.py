@@ -1,0 +1,183 @@
+"""The coordinator app: wiring, the lease-expiry task, health, and ``serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import pathlib
+from collections.abc import AsyncIterator
+from importlib import metadata
+
+import fastapi
+from pydantic import BaseModel
+
+from .. import __version__
+from ._blobs import BlobStore
+from ._context import Context, Ctx, Settings, in_thread
+from ._db import Database
+from ._errors import install_error_handlers
+from ._leases import expire_leases, grant_grace
+from ._limits import JsonBodyLimit
+from ._providers import count_online
+from ._routes_blobs import router as blobs_router
+from ._routes_providers import leases as leases_router
+from ._routes_providers import providers as providers_router
+from ._routes_tasks import router as tasks_router
+from ._tasks import count_tasks
+
+__all__ = ["Health", "create_app", "serve"]
+
+_log = logging.getLogger("gensyn_jupyter.coordinator")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("gensyn-jupyter")
+    except metadata.PackageNotFoundError:
+        return __version__
+
+
+class Health(BaseModel):
+    """The answer of ``GET /v1/health``."""
+
+    status: str
+    version: str
+    providers_online: int
+    tasks: int
+
+
+async def _expire_forever(ctx: Context) -> None:
+    """Fail tasks whose provider went silent, for as long as the app runs."""
+    interval = min(1.0, max(0.05, ctx.settings.lease_ttl_seconds / 4))
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if await in_thread(expire_leases, ctx):
+                ctx.events.notify()
+        except Exception:  # keep serving whatever went wrong
+            _log.exception("lease expiry failed; retrying")
+
+
+def create_app(
+    *,
+    database_url: str,
+    blob_dir: pathlib.Path,
+    lease_ttl_seconds: float = 15.0,
+    heartbeat_seconds: float = 2.0,
+    max_blob_bytes: int = 8 * 2**30,
+    max_json_bytes: int = 16 * 2**20,
+) -> fastapi.FastAPI:
+    """Build the coordinator's FastAPI app.
+
+    Parameters
+    ----------
+    database_url
+        SQLAlchemy URL; ``sqlite:///path/coordinator.sqlite`` by default in ``serve``.
+    blob_dir
+        Directory of the content-addressed blob store (created when missing).
+    lease_ttl_seconds
+        A lease whose provider is silent this long expires and its task fails.
+    heartbeat_seconds
+        How often providers should heartbeat; three missed make one ``offline``.
+    max_blob_bytes
+        Largest blob accepted (413 beyond).
+    max_json_bytes
+        Largest JSON request body accepted (413 beyond); also the largest bundle.
+
+    Returns
+    -------
+    fastapi.FastAPI
+        The app; its lifespan runs the lease-expiry task.
+    """
+    if lease_ttl_seconds <= 0 or heartbeat_seconds <= 0:
+        raise ValueError("lease_ttl_seconds and heartbeat_seconds must be positive")
+    if max_blob_bytes <= 0 or max_json_bytes <= 0:
+        raise ValueError("max_blob_bytes and max_json_bytes must be positive")
+    settings = Settings(
+        lease_ttl_seconds=lease_ttl_seconds,
+        heartbeat_seconds=heartbeat_seconds,
+        max_blob_bytes=max_blob_bytes,
+        max_json_bytes=max_json_bytes,
+    )
+    ctx = Context(
+        db=Database(database_url),
+        blobs=BlobStore(pathlib.Path(blob_dir), max_bytes=max_blob_bytes),
+        settings=settings,
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: fastapi.FastAPI) -> AsyncIterator[None]:
+        ctx.events.notify()  # fresh asyncio.Events for this loop
+        ctx.queue.notify()
+        await in_thread(grant_grace, ctx)
+        expiry = asyncio.create_task(_expire_forever(ctx), name="gensyn-lease-expiry")
+        try:
+            yield
+        finally:
+            expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await expiry
+            ctx.db.close()
+
+    app = fastapi.FastAPI(
+        title="gensyn-jupyter coordinator",
+        version=_version(),
+        description="Tasks, providers, leases, blobs and event streams (see docs/protocol.md).",
+        lifespan=lifespan,
+    )
+    app.state.coordinator = ctx
+    install_error_handlers(app)
+    app.add_middleware(JsonBodyLimit, max_bytes=max_json_bytes, exempt_prefixes=("/v1/blobs/",))
+    app.include_router(blobs_router)
+    app.include_router(tasks_router)
+    app.include_router(providers_router)
+    app.include_router(leases_router)
+
+    @app.get("/v1/health", response_model=Health, tags=["health"], summary="Is it up?")
+    async def health(ctx: Ctx) -> Health:
+        """Status, version, providers online, tasks known."""
+        online = await in_thread(count_online, ctx)
+        tasks = await in_thread(count_tasks, ctx)
+        return Health(status="ok", version=_version(), providers_online=online, tasks=tasks)
+
+    return app
+
+
+def serve(
+    *,
+    host: str,
+    port: int,
+    data_dir: pathlib.Path,
+    database_url: str | None = None,
+    lease_ttl_seconds: float = 15.0,
+    heartbeat_seconds: float = 2.0,
+    max_blob_bytes: int = 8 * 2**30,
+    max_json_bytes: int = 16 * 2**20,
+) -> None:
+    """Run the coordinator with uvicorn until interrupted.
+
+    Parameters
+    ----------
+    host, port
+        Where to listen.
+    data_dir
+        Holds ``coordinator.sqlite`` and ``blobs/`` (created when missing).
+    database_url
+        Another database instead of the SQLite file (e.g. PostgreSQL).
+    lease_ttl_seconds, heartbeat_seconds, max_blob_bytes, max_json_bytes
+        As for :func:`create_app`.
+    """
+    import uvicorn
+
+    data_dir = pathlib.Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(
+        database_url=database_url or f"sqlite:///{data_dir / 'coordinator.sqlite'}",
+        blob_dir=data_dir / "blobs",
+        lease_ttl_seconds=lease_ttl_seconds,
+        heartbeat_seconds=heartbeat_seconds,
+        max_blob_bytes=max_blob_bytes,
+        max_json_bytes=max_json_bytes,
+    )
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)

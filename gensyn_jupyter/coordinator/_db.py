@@ -1,0 +1,177 @@
+"""The coordinator's tables (SQLAlchemy 2 ORM) and the database handle.
+
+SQLite by default (WAL, usable from any thread), any SQLAlchemy URL otherwise.
+Writes are serialised by one lock so that event ids become visible in id order
+(a reader that asks for ``id > last`` never skips an event committed later).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Engine,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+__all__ = [
+    "Base",
+    "BlobRow",
+    "Database",
+    "EventRow",
+    "LeaseRow",
+    "ProviderRow",
+    "TaskRow",
+]
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the coordinator's tables."""
+
+
+class TaskRow(Base):
+    """A task; ``spec`` and ``result`` are the protocol models as JSON text."""
+
+    __tablename__ = "tasks"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[str] = mapped_column(String(32), unique=True, index=True)
+    state: Mapped[str] = mapped_column(String(32), index=True)
+    device: Mapped[str] = mapped_column(String(16))
+    gpus: Mapped[int] = mapped_column(Integer)
+    spec: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    provider_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    provider_name: Mapped[str | None] = mapped_column(String(200), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    result: Mapped[str | None] = mapped_column(Text, default=None)
+    started_at: Mapped[float | None] = mapped_column(Float, default=None)
+    finished_at: Mapped[float | None] = mapped_column(Float, default=None)
+    gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+
+class ProviderRow(Base):
+    """A registered provider; ``info`` is ``ProviderInfo`` JSON, the token only hashed."""
+
+    __tablename__ = "providers"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    info: Mapped[str] = mapped_column(Text)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    registered_at: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float)
+    offline: Mapped[bool] = mapped_column(Boolean, default=False)
+    tasks_done: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class LeaseRow(Base):
+    """A task handed to a provider; held until ``released_at`` is set."""
+
+    __tablename__ = "leases"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"), index=True)
+    provider_id: Mapped[str] = mapped_column(ForeignKey("providers.id"), index=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    released_at: Mapped[float | None] = mapped_column(Float, default=None, index=True)
+    release_reason: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class BlobRow(Base):
+    """A stored blob (the bytes live on disk under the blob directory)."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class EventRow(Base):
+    """One entry of a task's history; ids increase across the whole coordinator."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    data: Mapped[str] = mapped_column(Text)
+    ts: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_events_task_id_id", "task_id", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=10000")
+    finally:
+        cursor.close()
+
+
+def _make_engine(url: str) -> Engine:
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+    if url in {"sqlite://", "sqlite:///:memory:"} or "mode=memory" in url:
+        kwargs["poolclass"] = StaticPool
+    engine = create_engine(url, **kwargs)
+    event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+class Database:
+    """The engine, short sessions, and the single writer lock.
+
+    Parameters
+    ----------
+    url
+        SQLAlchemy database URL, e.g. ``sqlite:///path/coordinator.sqlite``.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _make_engine(url)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._write_lock = threading.Lock()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reading; nothing it changes is committed."""
+        with self._sessions() as session:
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session in one transaction, committed on exit, under the writer lock."""
+        with self._write_lock, self._sessions() as session, session.begin():
+            yield session
+
+    def close(self) -> None:
+        """Release every pooled connection."""
+        self.engine.dispose()

@@ -1,0 +1,176 @@
+"""Lease transactions: release on a new poll, claim a queued task, expire silence."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, select, update
+
+from ..protocol import Lease, ProviderInfo, TaskState
+from ._context import Context
+from ._db import LeaseRow, ProviderRow, TaskRow
+from ._ids import new_id
+from ._providers import authenticate, describe_device, touch
+from ._tasks import end_run, set_state, task_from_row, task_row
+
+__all__ = ["Poller", "claim", "expire_leases", "grant_grace", "start_polling"]
+
+
+@dataclass(frozen=True)
+class Poller:
+    """A provider waiting for a lease."""
+
+    id: str
+    name: str
+    info: ProviderInfo
+
+
+def _ttl_words(ctx: Context) -> str:
+    return f"{ctx.settings.lease_ttl_seconds:g}"
+
+
+def start_polling(ctx: Context, provider_id: str, token: str) -> Poller:
+    """Authenticate a lease request and release the provider's previous lease.
+
+    A provider holds one lease at a time; asking for another means it gave up
+    the old one, so a task still running on it fails with a message saying so.
+    """
+    now = time.time()
+    with ctx.db.write() as session:
+        provider = authenticate(session, token, provider_id)
+        touch(provider, now)
+        held = session.scalars(
+            select(LeaseRow).where(
+                LeaseRow.provider_id == provider.id, LeaseRow.released_at.is_(None)
+            )
+        )
+        for lease in held:
+            lease.released_at = now
+            lease.release_reason = "the provider asked for a new lease"
+            task = task_row(session, lease.task_id)
+            if task.state == TaskState.RUNNING.value:
+                message = (
+                    f"provider {provider.name} asked for a new task while this one was still "
+                    "running (it probably restarted); the task failed"
+                )
+                task.error = message
+                end_run(session, task, TaskState.FAILED, message, now)
+        return Poller(provider.id, provider.name, ProviderInfo.model_validate_json(provider.info))
+
+
+def claim(ctx: Context, poller: Poller) -> Lease | None:
+    """Give the oldest queued task this provider can run to it, or None.
+
+    Runs in one transaction under the writer lock, and the ``queued -> running``
+    update is conditional, so two providers never get the same task.
+    """
+    now = time.time()
+    info = poller.info
+    ttl = ctx.settings.lease_ttl_seconds
+    with ctx.db.write() as session:
+        provider = session.get(ProviderRow, poller.id)
+        if provider is None:  # pragma: no cover - providers are never deleted
+            return None
+        touch(provider, now)
+        query = select(TaskRow).where(
+            TaskRow.state == TaskState.QUEUED.value, TaskRow.gpus <= max(1, len(info.gpus))
+        )
+        if info.device_type != "cuda":
+            query = query.where(TaskRow.device != "cuda")
+        task = session.scalar(query.order_by(TaskRow.seq).limit(1))
+        if task is None:
+            return None
+        won = cast(
+            CursorResult[Any],
+            session.execute(
+                update(TaskRow)
+                .where(TaskRow.id == task.id, TaskRow.state == TaskState.QUEUED.value)
+                .values(state=TaskState.RUNNING.value)
+                .execution_options(synchronize_session=False)
+            ),
+        )
+        if won.rowcount != 1:  # pragma: no cover - only another process can win here
+            return None
+        device = describe_device(info)
+        task.started_at = now
+        task.provider_id = poller.id
+        task.provider_name = poller.name
+        lease = LeaseRow(
+            id=new_id("l"),
+            task_id=task.id,
+            provider_id=poller.id,
+            created_at=now,
+            expires_at=now + ttl,
+        )
+        session.add(lease)
+        set_state(
+            session,
+            task,
+            TaskState.RUNNING,
+            f"running on provider {poller.name} ({device})",
+            now,
+            provider={"id": poller.id, "name": poller.name, "device": device},
+        )
+        session.flush()
+        return Lease(
+            id=lease.id,
+            task=task_from_row(task),
+            provider_id=poller.id,
+            expires_at=lease.expires_at,
+            ttl_seconds=ttl,
+        )
+
+
+def expire_leases(ctx: Context, now: float | None = None) -> int:
+    """Release leases whose provider went silent; fail their running tasks.
+
+    Returns
+    -------
+    int
+        How many tasks failed (each got a ``state`` event).
+    """
+    now = time.time() if now is None else now
+    ttl = _ttl_words(ctx)
+    failed = 0
+    with ctx.db.write() as session:
+        rows = session.execute(
+            select(LeaseRow, ProviderRow)
+            .join(ProviderRow, ProviderRow.id == LeaseRow.provider_id)
+            .where(LeaseRow.released_at.is_(None), LeaseRow.expires_at < now)
+        ).all()
+        for lease, provider in rows:
+            lease.released_at = now
+            lease.release_reason = f"it expired (no heartbeat for {ttl} s)"
+            provider.offline = True
+            task = task_row(session, lease.task_id)
+            if task.state == TaskState.RUNNING.value:
+                message = (
+                    f"provider {provider.name} stopped responding during the run "
+                    f"(no heartbeat for {ttl} s); the task failed. "
+                    "Resuming from checkpoints is not supported yet."
+                )
+                task.error = message
+                end_run(session, task, TaskState.FAILED, message, now)
+                failed += 1
+    return failed
+
+
+def grant_grace(ctx: Context, now: float | None = None) -> int:
+    """Give every held lease a full ttl from ``now`` (called when the coordinator starts).
+
+    Providers could not heartbeat while the coordinator was down; they get one
+    ttl to check back in before their tasks are failed.
+
+    Returns
+    -------
+    int
+        How many leases were renewed.
+    """
+    now = time.time() if now is None else now
+    with ctx.db.write() as session:
+        held = session.scalars(select(LeaseRow).where(LeaseRow.released_at.is_(None))).all()
+        for lease in held:
+            lease.expires_at = max(lease.expires_at, now + ctx.settings.lease_ttl_seconds)
+        return len(held)

@@ -1,0 +1,195 @@
+"""Task transactions: create, read, list, cancel, and the state events they emit.
+
+Every function here is blocking (one short transaction); routes call them
+through ``in_thread``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..protocol import Bundle, Event, ResultManifest, Task, TaskSpec, TaskState, VerifyMode
+from ._context import Context
+from ._db import TaskRow
+from ._errors import ApiError, validation_problem
+from ._events import append_event, events_after
+from ._ids import new_id
+
+__all__ = [
+    "cancel_task",
+    "count_tasks",
+    "create_task",
+    "end_run",
+    "get_task",
+    "list_tasks",
+    "set_state",
+    "task_events",
+    "task_from_row",
+    "task_row",
+]
+
+
+def task_from_row(row: TaskRow) -> Task:
+    """The protocol ``Task`` of a stored row."""
+    return Task(
+        id=row.id,
+        spec=TaskSpec.model_validate_json(row.spec),
+        state=TaskState(row.state),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        provider_id=row.provider_id,
+        provider_name=row.provider_name,
+        error=row.error,
+        result=ResultManifest.model_validate_json(row.result) if row.result else None,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        gpu_seconds=row.gpu_seconds,
+    )
+
+
+def task_row(session: Session, task_id: str) -> TaskRow:
+    """The row of ``task_id``; 404 when there is none."""
+    row = session.scalar(select(TaskRow).where(TaskRow.id == task_id))
+    if row is None:
+        raise ApiError(404, f"task {task_id} not found", "task_id")
+    return row
+
+
+def set_state(
+    session: Session, row: TaskRow, state: TaskState, message: str, now: float, **extra: Any
+) -> None:
+    """Move ``row`` to ``state`` and record a ``state`` event saying why."""
+    row.state = state.value
+    row.updated_at = now
+    append_event(session, row.id, "state", {"state": state.value, "message": message, **extra}, now)
+
+
+def end_run(
+    session: Session, task: TaskRow, state: TaskState, message: str, now: float, **extra: Any
+) -> None:
+    """End a task's run in ``state``: stamp ``finished_at`` and its GPU-seconds."""
+    task.finished_at = now
+    if task.started_at is not None:
+        task.gpu_seconds = max(0.0, now - task.started_at) * task.gpus
+    set_state(session, task, state, message, now, **extra)
+
+
+def _check_bundle(ctx: Context, spec: TaskSpec) -> None:
+    sha = spec.bundle
+    size = ctx.blobs.size(sha)
+    if size is None:
+        raise ApiError(
+            400, f"bundle blob {sha} was not uploaded; PUT /v1/blobs/{sha} first", "bundle"
+        )
+    limit = ctx.settings.max_json_bytes
+    if size > limit:
+        raise ApiError(
+            400,
+            f"bundle blob {sha} is {size} bytes; a bundle is JSON of at most {limit} bytes "
+            "(tensors and pickled objects belong in input blobs)",
+            "bundle",
+        )
+    try:
+        bundle = Bundle.model_validate_json(ctx.blobs.read_bytes(sha))
+    except ValidationError as exc:
+        problem, _ = validation_problem(exc)
+        raise ApiError(400, f"bundle is not valid: {problem}", "bundle") from None
+    for ref in bundle.inputs:
+        if ref.blob is not None and not ctx.blobs.exists(ref.blob):
+            raise ApiError(
+                400,
+                f"input '{ref.name}' refers to blob {ref.blob} which was not uploaded; "
+                f"PUT /v1/blobs/{ref.blob} first",
+                "bundle",
+            )
+
+
+def create_task(ctx: Context, spec: TaskSpec) -> Task:
+    """Check the bundle and its blobs, then queue the task."""
+    if spec.verify is not VerifyMode.NONE:
+        raise ApiError(
+            400,
+            f"verify mode '{spec.verify.value}' is not available on this coordinator yet "
+            "(it has no verifiers); submit with verify 'none'",
+            "verify",
+        )
+    _check_bundle(ctx, spec)
+    now = time.time()
+    with ctx.db.write() as session:
+        task_id = new_id("t")
+        while session.scalar(select(TaskRow.id).where(TaskRow.id == task_id)) is not None:
+            task_id = new_id("t")  # pragma: no cover - 40 random bits
+        row = TaskRow(
+            id=task_id,
+            state=TaskState.QUEUED.value,
+            device=spec.device,
+            gpus=spec.gpus,
+            spec=spec.model_dump_json(),
+            created_at=now,
+            updated_at=now,
+            gpu_seconds=0.0,
+        )
+        session.add(row)
+        session.flush()
+        set_state(session, row, TaskState.QUEUED, "queued; waiting for a provider", now)
+        return task_from_row(row)
+
+
+def get_task(ctx: Context, task_id: str) -> Task:
+    """The task ``task_id``; 404 when unknown."""
+    with ctx.db.read() as session:
+        return task_from_row(task_row(session, task_id))
+
+
+def list_tasks(ctx: Context, state: TaskState | None, limit: int) -> list[Task]:
+    """Tasks, newest first, optionally only those in ``state``."""
+    query = select(TaskRow).order_by(TaskRow.seq.desc()).limit(limit)
+    if state is not None:
+        query = query.where(TaskRow.state == state.value)
+    with ctx.db.read() as session:
+        return [task_from_row(r) for r in session.scalars(query)]
+
+
+def count_tasks(ctx: Context) -> int:
+    """How many tasks the coordinator knows."""
+    with ctx.db.read() as session:
+        return int(session.scalar(select(func.count()).select_from(TaskRow)) or 0)
+
+
+def cancel_task(ctx: Context, task_id: str) -> Task:
+    """Cancel a task that has not ended; 409 when it ended otherwise.
+
+    A running task's lease stays held: its provider learns of the cancel from
+    its next heartbeat or event post and stops the worker.
+    """
+    now = time.time()
+    with ctx.db.write() as session:
+        row = task_row(session, task_id)
+        state = TaskState(row.state)
+        if state is TaskState.CANCELLED:
+            return task_from_row(row)
+        if state.terminal:
+            raise ApiError(
+                409, f"task {task_id} already ended ({state.value}); it cannot be cancelled"
+            )
+        end_run(session, row, TaskState.CANCELLED, "cancelled by the owner", now)
+        return task_from_row(row)
+
+
+def task_events(
+    ctx: Context, task_id: str, after: int, limit: int
+) -> tuple[TaskState, list[Event]]:
+    """The task's state, then up to ``limit`` of its events after id ``after``.
+
+    The state is read first: when it is terminal, the event that made it so
+    is already stored, so an empty list after a terminal state means the
+    reader has seen everything.
+    """
+    with ctx.db.read() as session:
+        state = TaskState(task_row(session, task_id).state)
+        return state, events_after(session, task_id, after, limit)
