@@ -21,6 +21,10 @@ def _say(message: str) -> None:
     print(f"[gensyn] {message}", flush=True)
 
 
+def _wants_help(line: str) -> bool:
+    return any(word in ("-h", "--help") for word in line.split())
+
+
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
@@ -74,6 +78,9 @@ class GensynMagics(Magics):
         are captured and sent; after the run, modules and optimizers are
         updated in place, new values bound, and ``_gensyn`` holds the task.
         """
+        if _wants_help(line):
+            print(self.gensyn_train.__doc__)
+            return
         args = parse_argstring(self.gensyn_train, line)
         if args.verify != "none":
             raise GensynError(
@@ -113,6 +120,9 @@ class GensynMagics(Magics):
     @line_magic
     def gensyn(self, line: str) -> None:
         """Inspect and control the network: status, tasks, providers, devnet, cancel."""
+        if _wants_help(line):
+            print(self.gensyn.__doc__)
+            return
         args = parse_argstring(self.gensyn, line)
         try:
             self._command(args.command, args.rest, args.network)

@@ -80,10 +80,12 @@ def test_interrupt_cancels_the_remote_task(kernel: Kernel, devnet: Devnet) -> No
 
 
 def test_gensyn_line_magics(kernel: Kernel) -> None:
+    assert kernel.run("%%gensyn_train -o listed\nz = 1\n").status == "ok"
     providers = kernel.run("%gensyn providers")
     assert providers.stdout.count("devnet-") == 2
     tasks = kernel.run("%gensyn tasks")
-    assert "settled" in tasks.stdout
+    task_id = kernel.run("print(listed.task_id)").stdout.strip()
+    assert any(task_id in line and "settled" in line for line in tasks.stdout.splitlines())
     status = kernel.run("%gensyn status")
     assert "providers online" in status.stdout
     helped = kernel.run("%gensyn --help")

@@ -59,7 +59,11 @@ def test_quickstart_trains_on_a_provider_and_loads_weights_in_place(
     for key, value in devnet.env().items():
         monkeypatch.setenv(key, value)
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    train_index = next(i for i, c in enumerate(nb.cells) if "%%gensyn_train" in c.source)
+    train_index = next(
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and c.source.startswith("%%gensyn_train")
+    )
     nb.cells.insert(train_index, nbformat.v4.new_code_cell(BEFORE))
     nb.cells.insert(train_index + 2, nbformat.v4.new_code_cell(AFTER))
     NotebookClient(nb, timeout=300, kernel_name="python3").execute(env=dict(os.environ))
