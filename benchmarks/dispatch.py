@@ -62,12 +62,16 @@ def main() -> int:
     finally:
         km.shutdown_kernel(now=True)
         subprocess.run([*gensyn, "devnet", "down"], env=env, check=False, capture_output=True)
-    print(f"dispatch of a trivial cell, {args.runs} runs each, on {platform.node()} "
-          f"({os.cpu_count()} cores, Python {platform.python_version()})")
+    print(
+        f"dispatch of a trivial cell, {args.runs} runs each, on {platform.node()} "
+        f"({os.cpu_count()} cores, Python {platform.python_version()})"
+    )
     print(f"{'':<22}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}")
     for name, values in (("%%gensyn_train (devnet)", remote), ("local, same kernel", local)):
-        print(f"{name:<22}{_percentile(values, 0.5):>10.1f}{_percentile(values, 0.95):>10.1f}"
-              f"{statistics.fmean(values):>10.1f}")
+        print(
+            f"{name:<22}{_percentile(values, 0.5):>10.1f}{_percentile(values, 0.95):>10.1f}"
+            f"{statistics.fmean(values):>10.1f}"
+        )
     ratio = _percentile(remote, 0.5) / max(_percentile(local, 0.5), 1e-9)
     print(f"ratio remote/local at p50: {ratio:.0f}x")
     return 0

@@ -24,8 +24,12 @@ def _parser() -> argparse.ArgumentParser:
         "--port", type=int, default=0, help="coordinator port (default: a free one)"
     )
     devnet.add_argument("--detach", action="store_true", help="run in the background")
-    devnet.add_argument("--lease-ttl", type=float, default=15.0,
-                        help="seconds without a heartbeat before a provider loses its lease")
+    devnet.add_argument(
+        "--lease-ttl",
+        type=float,
+        default=15.0,
+        help="seconds without a heartbeat before a provider loses its lease",
+    )
     devnet.add_argument(
         "--data-dir",
         type=Path,
@@ -65,7 +69,9 @@ def _devnet(args: argparse.Namespace) -> int:
     if args.action == "up" and args.detach:
         try:
             state, started = start_detached(
-                data_dir=data_dir, port=args.port, providers=args.providers,
+                data_dir=data_dir,
+                port=args.port,
+                providers=args.providers,
                 lease_ttl=args.lease_ttl,
             )
         except RuntimeError as exc:

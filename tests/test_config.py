@@ -7,7 +7,9 @@ import pytest
 from gensyn_jupyter.config import configured_network, devnet_dir, read_devnet_state
 
 
-def test_no_network_configured_means_devnet(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_no_network_configured_means_devnet(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("GENSYN_HOME", str(tmp_path))
     monkeypatch.delenv("GENSYN_NETWORK", raising=False)
     assert configured_network() is None
@@ -28,5 +30,5 @@ def test_broken_config_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setenv("GENSYN_HOME", str(tmp_path))
     monkeypatch.delenv("GENSYN_NETWORK", raising=False)
     (tmp_path / "config.toml").write_text("network = [\n")
-    with pytest.raises(ValueError, match="config.toml is not valid TOML"):
+    with pytest.raises(ValueError, match=r"config\.toml is not valid TOML"):
         configured_network()

@@ -11,8 +11,19 @@ PACKAGE = Path(__file__).resolve().parents[1] / "gensyn_jupyter"
 
 # part -> parts of ours it must never import
 FORBIDDEN = {
-    "protocol": {"capture", "kernel", "widgets", "server", "coordinator", "provider", "verify",
-                 "chain", "devnet", "config", "cli"},
+    "protocol": {
+        "capture",
+        "kernel",
+        "widgets",
+        "server",
+        "coordinator",
+        "provider",
+        "verify",
+        "chain",
+        "devnet",
+        "config",
+        "cli",
+    },
     "kernel": {"coordinator", "provider", "server", "chain", "devnet"},
     "coordinator": {"kernel", "widgets", "provider", "devnet"},
     "provider": {"kernel", "widgets", "coordinator", "devnet"},

@@ -69,6 +69,7 @@ def apply_results(
                     f"{handle_name}.outputs[{name!r}] (build the object here and load it)"
                 )
                 continue
+            assert target is not None
             try:
                 target.load_state_dict(value)
             except (RuntimeError, ValueError, KeyError) as exc:

@@ -40,6 +40,12 @@ class GensynMagics(Magics):
         super().__init__(shell)
         self._clients: dict[str, CoordinatorClient] = {}
 
+    def _user_ns(self) -> dict[str, Any]:
+        if self.shell is None:
+            raise GensynError("%%gensyn_train needs an IPython shell")
+        namespace: dict[str, Any] = self.shell.user_ns
+        return namespace
+
     def _client(self, network: str | None) -> CoordinatorClient:
         try:
             url = resolve_network(network, say=_say)
@@ -101,7 +107,7 @@ class GensynMagics(Magics):
 
         client = self._client(args.network)
         try:
-            train_cell(cell, self.shell.user_ns, options=options, client=client, say=_say)
+            train_cell(cell, self._user_ns(), options=options, client=client, say=_say)
         except PreflightError as exc:
             raise GensynError(f"nothing was sent: {exc}") from None
         except CoordinatorError as exc:

@@ -34,7 +34,7 @@ class Autolog:
         import torch
         from torch.optim.optimizer import register_optimizer_step_post_hook
 
-        orig = torch.Tensor.backward
+        orig: Callable[..., Any] = torch.Tensor.backward
         self._orig_backward = orig
         autolog = self
 
@@ -43,7 +43,7 @@ class Autolog:
                 autolog._pending = tensor.detach()
             return orig(tensor, *args, **kwargs)
 
-        torch.Tensor.backward = backward  # type: ignore[method-assign]
+        torch.Tensor.backward = backward  # type: ignore[method-assign,assignment]
         self._handle = register_optimizer_step_post_hook(self._on_step)
 
     def uninstall(self) -> None:

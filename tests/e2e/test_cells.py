@@ -14,12 +14,7 @@ def _task_count(devnet: Devnet) -> int:
 
 
 def test_remote_exception_points_at_the_cell_line(kernel: Kernel) -> None:
-    run = kernel.run(
-        "%%gensyn_train\n"
-        "a = torch.ones(2)\n"
-        "print('before the error')\n"
-        "b = a[5]\n"
-    )
+    run = kernel.run("%%gensyn_train\na = torch.ones(2)\nprint('before the error')\nb = a[5]\n")
     assert run.status == "error"
     assert "before the error" in run.stdout
     rendered = "\n".join(run.error)
@@ -35,9 +30,7 @@ def test_unserialisable_input_is_refused_before_anything_is_sent(
 ) -> None:
     before = _task_count(devnet)
     run = kernel.run(
-        "fh = open('/dev/null')\n"
-        "def reads(): return fh.read()\n"
-        "model = torch.nn.Linear(2, 2)\n"
+        "fh = open('/dev/null')\ndef reads(): return fh.read()\nmodel = torch.nn.Linear(2, 2)\n"
     )
     assert run.status == "ok"
     run = kernel.run("%%gensyn_train\nx = reads()\nmodel.weight.data.zero_()\n")

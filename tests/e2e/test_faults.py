@@ -45,7 +45,9 @@ def test_provider_killed_mid_task_fails_it_and_the_network_keeps_serving(
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(psutil.pid_exists(p) for p in worker_pids):
         time.sleep(0.1)
-    alive = [p for p in worker_pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"]
+    alive = [
+        p for p in worker_pids if psutil.pid_exists(p) and psutil.Process(p).status() != "zombie"
+    ]
     assert alive == []
 
     assert httpx.get(f"{devnet.url}/v1/health").status_code == 200

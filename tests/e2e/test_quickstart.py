@@ -16,7 +16,10 @@ NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "quickstart.ipynb
 BEFORE = """
 import sys
 _pickle_events = []
-sys.addaudithook(lambda ev, args: _pickle_events.append(args) if ev == "pickle.find_class" else None)
+def _audit(event, args):
+    if event == "pickle.find_class":
+        _pickle_events.append(args)
+sys.addaudithook(_audit)
 _model_id, _opt_id = id(model), id(opt)
 _w_before = model.fc1.weight.detach().clone()
 """
@@ -73,7 +76,9 @@ def test_quickstart_trains_on_a_provider_and_loads_weights_in_place(
     assert "running on provider devnet-" in train_out
     assert "epoch 9: loss" in train_out  # print() on the provider shows in the cell
     check_line = next(
-        line for line in _outputs(nb.cells[train_index + 2]).splitlines() if line.startswith("CHECK ")
+        line
+        for line in _outputs(nb.cells[train_index + 2]).splitlines()
+        if line.startswith("CHECK ")
     )
     check = json.loads(check_line.removeprefix("CHECK "))
     assert check["same_model"] and check["same_opt"]

@@ -26,8 +26,13 @@ def test_events_resume_after_a_dropped_stream_without_duplicates() -> None:
         if last == "0":  # first connection drops after two events
             body = _sse([(1, "state", {"state": "queued"}), (2, "stdout", {"text": "hi\n"})])
         else:
-            body = _sse([(2, "stdout", {"text": "hi\n"}), (3, "state", {"state": "settled"}),
-                         (4, "stdout", {"text": "never read"})])
+            body = _sse(
+                [
+                    (2, "stdout", {"text": "hi\n"}),
+                    (3, "state", {"state": "settled"}),
+                    (4, "stdout", {"text": "never read"}),
+                ]
+            )
         return httpx.Response(200, content=body, headers={"content-type": "text/event-stream"})
 
     client = CoordinatorClient(base_url="http://coord", transport=httpx.MockTransport(handler))

@@ -12,7 +12,9 @@ def test_cpu_lease_moves_nothing() -> None:
     assert ns["device"] == "cpu"
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (run on the GPU box)")
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device (run on the GPU box)"
+)
 def test_cuda_lease_moves_model_optimizer_tensors_and_remaps_device() -> None:
     model = torch.nn.Linear(2, 2)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
