@@ -73,7 +73,8 @@ def _run(job: dict[str, Any], control: _Control) -> None:
         return
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
     namespace.update(inputs)
-    for line in place_on_device(namespace, list(inputs), device=device):
+    placement = place_on_device(namespace, list(inputs), device=device)
+    for line in placement.lines:
         control.send({"type": "log", "message": line})
     code = compile(bundle.source, CELL_FILENAME, "exec")
     autolog.install()
@@ -89,6 +90,7 @@ def _run(job: dict[str, Any], control: _Control) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
     manifest.steps = autolog.steps
+    placement.restore(namespace)
     if manifest.error is None:
         try:
             tree_inputs = bundle.model_copy(

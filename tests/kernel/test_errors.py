@@ -23,7 +23,7 @@ def test_remote_traceback_names_cell_lines() -> None:
     )
     exc = RemoteTaskError(task_id="t-1", provider="devnet-1", error=error)
     lines = exc._render_traceback_()
-    assert "Cell line 4, in <cell>" in lines
+    assert "  Cell line 4, in <cell>" in lines
     assert "    z = 1 / 0" in lines
     assert lines[-1] == "ZeroDivisionError: division by zero"
     assert "devnet-1" in str(exc)

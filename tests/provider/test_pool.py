@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from gensyn_jupyter.provider._hardware import detect_hardware
 from gensyn_jupyter.provider._pool import worker_environment
@@ -20,4 +21,4 @@ def test_worker_environment_drops_secrets(monkeypatch: pytest.MonkeyPatch, tmp_p
 def test_hardware_describes_this_machine() -> None:
     info = detect_hardware(name="box", device="cpu")
     assert info.name == "box" and info.device_type == "cpu" and info.gpus == []
-    assert info.cpu_count >= 1 and info.torch.startswith("2.13")
+    assert info.cpu_count >= 1 and info.torch == torch.__version__

@@ -1,0 +1,173 @@
+"""The CUDA path of the provider, for real, on a machine with a GPU.
+
+Starts a coordinator and one provider (``--device auto``: CUDA) on loopback,
+then plays the kernel of a laptop without a GPU: the model, the optimizer and
+the data are on the CPU, ``device = "cpu"``, and the cell uses a shuffling
+DataLoader. Prints what the cell printed (the provider says what it moved to
+the GPU), checks that the weights came back trained onto the CPU objects, and
+prints the remote steps/s beside the same loop run here on the GPU directly.
+
+Run: ``python -m benchmarks.gpu_check`` (exit code 0 when every check holds).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import torch
+
+from gensyn_jupyter.devnet import free_port
+from gensyn_jupyter.kernel import CoordinatorClient, TrainOptions, train_cell
+
+SETUP = """
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+torch.manual_seed(0)
+device = "cpu"   # what a laptop kernel without a GPU evaluates
+X = torch.randn(8192, 256)
+y = (X[:, :10].sum(1) > 0).long()
+model = torch.nn.Sequential(torch.nn.Linear(256, 1024), torch.nn.ReLU(), torch.nn.Linear(1024, 2))
+opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+loader = DataLoader(TensorDataset(X, y), batch_size=256, shuffle=True)
+counter = torch.zeros(4)
+"""
+
+CELL = """
+for epoch in range(EPOCHS):
+    for xb, yb in loader:
+        xb, yb = xb.to(device), yb.to(device)
+        loss = F.cross_entropy(model(xb), yb)
+        opt.zero_grad(); loss.backward(); opt.step()
+    print(f"epoch {epoch}: loss {loss.item():.4f} on {next(model.parameters()).device}")
+    counter += 1
+"""
+
+
+def _namespace(epochs: int) -> dict[str, Any]:
+    ns: dict[str, Any] = {"__name__": "__main__", "EPOCHS": epochs}
+    exec(SETUP, ns)
+    return ns
+
+
+def main() -> int:
+    print(f"torch {torch.__version__}, cuda available: {torch.cuda.is_available()}", flush=True)
+    if torch.cuda.is_available():
+        print(f"gpu: {torch.cuda.get_device_name(0)}", flush=True)
+    work = Path(tempfile.mkdtemp(prefix="gensyn-gpu-"))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    exe = [sys.executable, "-m", "gensyn_jupyter"]
+    logs = [open(work / name, "wb") for name in ("coordinator.log", "provider.log")]  # noqa: SIM115
+    procs = [
+        subprocess.Popen(
+            [*exe, "coordinator", "--port", str(port), "--data-dir", str(work / "c")],
+            stdout=logs[0],
+            stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [
+                *exe,
+                "provider",
+                "--coordinator",
+                url,
+                "--name",
+                "gpu-box",
+                "--work-dir",
+                str(work / "p"),
+            ],
+            stdout=logs[1],
+            stderr=subprocess.STDOUT,
+        ),
+    ]
+    failures: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/v1/providers", timeout=2).json():
+                    break
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(0.2)
+        client = CoordinatorClient(base_url=url)
+        print(
+            "providers:",
+            [
+                (p.info.name, p.info.device_type, [g.name for g in p.info.gpus])
+                for p in client.list_providers()
+            ],
+            flush=True,
+        )
+        epochs = 20
+        ns = _namespace(epochs)
+        before = ns["model"][0].weight.detach().clone()
+        model_id = id(ns["model"])
+        counter = ns["counter"]
+        started = time.perf_counter()
+        handle = train_cell(
+            CELL,
+            ns,
+            options=TrainOptions(),
+            client=client,
+            say=lambda m: print(f"[gensyn] {m}", flush=True),
+        )
+        wall = time.perf_counter() - started
+        weight = ns["model"][0].weight
+        checks = {
+            "same model object": id(ns["model"]) == model_id,
+            "weights changed": not torch.equal(before, weight),
+            "weights back on the cpu": weight.device.type == "cpu",
+            "ran on cuda": (handle.device or "").startswith("cuda") or "cuda" in handle.stdout,
+            "device var stays cpu in the kernel": ns["device"] == "cpu",
+            "captured tensor updated in place on the cpu": ns["counter"] is counter
+            and counter.device.type == "cpu"
+            and counter.tolist() == [float(epochs)] * 4,
+        }
+        for name, ok in checks.items():
+            print(f"check {name}: {'ok' if ok else 'FAILED'}")
+            if not ok:
+                failures.append(name)
+        steps = handle.steps
+        remote_rate = steps / max(handle.duration or 0.0, 1e-9)
+        # the same loop, here, directly on the GPU (the baseline of the same run)
+        local = _namespace(epochs)
+        if torch.cuda.is_available():
+            local["device"] = "cuda"
+            local["model"].to("cuda")
+        t0 = time.perf_counter()
+        exec(CELL.replace("print(", "(lambda *a, **k: None)("), local)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        local_s = time.perf_counter() - t0
+        local_rate = steps / local_s
+        print(
+            f"remote: {steps} steps in {handle.duration:.2f} s on the provider "
+            f"({remote_rate:.0f} steps/s; {wall:.2f} s cell wall time incl. dispatch)"
+        )
+        print(
+            f"local, same process, same GPU: {local_rate:.0f} steps/s; "
+            f"ratio remote/local {remote_rate / local_rate:.2f}"
+        )
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=20)
+        for log in logs:
+            log.close()
+        if failures or os.environ.get("GENSYN_SHOW_LOGS"):
+            for name in ("coordinator.log", "provider.log"):
+                print(f"--- {name}\n" + (work / name).read_text(errors="replace")[-3000:])
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
