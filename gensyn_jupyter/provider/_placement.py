@@ -2,8 +2,10 @@
 
 The cell was written on a machine that may have no GPU. On a CUDA lease the
 worker moves captured modules, optimizer state and tensors to the device and
-remaps captured device values that name the kernel's own device (``device = "cuda" if torch.cuda.is_available() else
-"cpu"`` evaluated to ``"cpu"``). Every move is reported in one line.
+remaps captured device values that name the kernel's own device
+(``device = "cuda" if torch.cuda.is_available() else "cpu"`` evaluated to
+``"cpu"``). Every move is reported in one line; after the run, moved tensors
+come back to the CPU and remapped names get the kernel's value back.
 
 torch's default device is left alone: ``torch.set_default_device("cuda")``
 breaks the most common loop there is, a shuffling ``DataLoader`` (its sampler
