@@ -15,8 +15,12 @@ from gensyn_jupyter.config import read_devnet_state
 
 from ._kernel import Kernel, started_kernel
 
-# Every e2e test shares the devnet: xdist runs them on one worker.
-pytestmark = pytest.mark.xdist_group("devnet")
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every e2e test shares the devnet: xdist runs them all on one worker."""
+    for item in items:
+        if "/e2e/" in str(item.path):
+            item.add_marker(pytest.mark.xdist_group("devnet"))
 
 
 @dataclass(frozen=True)
