@@ -1,13 +1,17 @@
 """gensyn-jupyter: train from a notebook cell on a verified network of pooled GPUs.
 
-``%load_ext gensyn_jupyter`` registers ``%%gensyn_train`` and ``%gensyn``.
+``%load_ext gensyn_jupyter`` registers ``%%gensyn_train`` and ``%gensyn``;
+``gensyn_jupyter.log(step=..., **metrics)`` adds metrics to the live chart of a
+remote run (and does nothing locally).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["__version__", "load_ipython_extension"]
+from ._metrics import log
+
+__all__ = ["__version__", "load_ipython_extension", "log"]
 
 __version__ = "0.1.0"
 
@@ -21,3 +25,10 @@ def load_ipython_extension(ipython: Any) -> None:
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": "gensyn-jupyter"}]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, Any]]:
+    """The Jupyter server extension (``/gensyn/api/``), enabled by ``jupyter-config/``."""
+    from .server import GensynServer
+
+    return [{"module": "gensyn_jupyter.server", "app": GensynServer}]

@@ -28,6 +28,8 @@ FORBIDDEN = {
     "coordinator": {"kernel", "widgets", "provider", "devnet"},
     "provider": {"kernel", "widgets", "coordinator", "devnet"},
     "capture": {"kernel", "coordinator", "provider", "server", "chain", "devnet"},
+    "server": {"kernel", "coordinator", "provider", "widgets", "capture", "devnet"},
+    "widgets": {"kernel", "coordinator", "provider", "server", "chain", "devnet"},
 }
 
 

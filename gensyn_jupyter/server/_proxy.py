@@ -1,0 +1,94 @@
+"""Calls to the coordinator over one ``httpx.AsyncClient``, errors turned into ``ApiError``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from ..protocol import CoordinatorError, raise_for_error
+from ._errors import ApiError
+
+__all__ = ["CoordinatorProxy"]
+
+
+class CoordinatorProxy:
+    """The server's client of coordinators: async, so the server's event loop never waits.
+
+    Parameters
+    ----------
+    timeout
+        Seconds to wait for a coordinator (connect, and each read) before 504.
+    """
+
+    def __init__(self, *, timeout: float) -> None:
+        self.timeout = timeout
+        self._client = httpx.AsyncClient(follow_redirects=False)
+
+    @property
+    def closed(self) -> bool:
+        return self._client.is_closed
+
+    async def aclose(self) -> None:
+        """Close the connections (the server is shutting down)."""
+        await self._client.aclose()
+
+    async def call(
+        self,
+        network: str,
+        method: str,
+        path: str,
+        params: dict[str, str | int] | None = None,
+    ) -> Any:
+        """``method`` ``network + path`` and return the JSON answer.
+
+        Raises
+        ------
+        ApiError
+            The coordinator's own status, detail and field for a 4xx it
+            explains; 502 when it cannot be reached, answers 5xx or does not
+            answer like a coordinator; 504 when it does not answer in time.
+        """
+        try:
+            response = await self._client.request(
+                method, f"{network}{path}", params=params, timeout=self.timeout
+            )
+        except httpx.TimeoutException as exc:
+            raise ApiError(
+                504,
+                f"the coordinator at {network} did not answer within {self.timeout:g} s "
+                f"({type(exc).__name__})",
+            ) from exc
+        except httpx.HTTPError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise ApiError(502, f"cannot reach the coordinator at {network}: {reason}") from exc
+        return _json_of(network, response)
+
+
+def _json_of(network: str, response: httpx.Response) -> Any:
+    status = response.status_code
+    if 400 <= status < 500 and _is_error_body(response):
+        try:
+            raise_for_error(response)
+        except CoordinatorError as exc:
+            raise ApiError(status, exc.detail, exc.field) from exc
+    if status >= 300:
+        snippet = response.text[:200].strip()
+        raise ApiError(
+            502,
+            f"the coordinator at {network} answered {status} {response.reason_phrase}"
+            + (f": {snippet}" if snippet else ""),
+        )
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise ApiError(502, f"{network} did not answer JSON; is it a gensyn coordinator?") from exc
+
+
+def _is_error_body(response: httpx.Response) -> bool:
+    """Whether a 4xx carries the coordinator's ``ErrorBody`` (else it is not a coordinator)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and isinstance(body.get("detail"), str)
