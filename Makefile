@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 
-.PHONY: install demo lab test lint pytest devnet-down clean
+.PHONY: install demo lab test lint pytest chromium devnet-down clean
 
 $(STAMP): pyproject.toml package.json
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -31,7 +31,11 @@ lint: install
 	$(BIN)/ruff format --check gensyn_jupyter tests benchmarks tools
 	$(BIN)/mypy
 
-pytest: install
+# Browser tests drive Debian's chromium (playwright cannot download browsers here).
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends chromium)
+
+pytest: install chromium
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 test: lint pytest

@@ -148,8 +148,10 @@ def encode_results(
             continue
         elif name in before and before[name] is value and not is_tree(value):
             continue  # the kernel's own object (a function, a dataset): it already has it
-        elif was_loaded(value):
-            continue  # same, recognised without ``initial``
+        elif was_loaded(value) and not is_tree(value):
+            # Same, recognised without ``initial``. A tensor that travelled in the pickle
+            # (an optimizer holds it) is data the cell may have trained: it comes back.
+            continue
         elif _is_code(value):
             note = (
                 f"`{name}` is a {tname} defined on the provider; functions and classes do not "

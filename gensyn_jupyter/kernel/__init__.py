@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._client import CoordinatorClient
 from ._errors import GensynError, RemoteTaskError
-from ._handle import TrainResult
-from ._train import TrainOptions, train_cell
+from ._handle import TaskHandle, View
+from ._train import TrainOptions, attach_task, train_cell
 
 if TYPE_CHECKING:
     from ._magics import GensynMagics
@@ -21,8 +21,10 @@ __all__ = [
     "GensynError",
     "GensynMagics",
     "RemoteTaskError",
+    "TaskHandle",
     "TrainOptions",
-    "TrainResult",
+    "View",
+    "attach_task",
     "train_cell",
 ]
 

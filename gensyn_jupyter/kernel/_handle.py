@@ -1,53 +1,338 @@
-"""The result handle a ``%%gensyn_train`` cell leaves in ``_gensyn`` (or ``-o NAME``)."""
+"""The task handle a ``%%gensyn_train`` cell leaves in ``_gensyn`` (or ``-o NAME``).
+
+It follows the task's event stream in a background thread (the live view is
+fed from there), and works like a future: ``done()``, ``result(timeout=)``,
+``cancel()``, ``await handle``. Results reach the kernel's namespace only
+through ``apply()``, never behind the user's back while other cells run.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import asyncio
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Generator, MutableMapping
+from typing import Any, Protocol
 
-__all__ = ["TrainResult"]
+from ..protocol import CoordinatorError, Event, Task, TaskState
+from ._client import CoordinatorClient
+from ._errors import GensynError, RemoteTaskError
+
+__all__ = ["TaskHandle", "View"]
 
 
-@dataclass
-class TrainResult:
-    """What happened to one remote training task.
+class View(Protocol):
+    """What shows a task's progress: the widget, or a text line."""
+
+    def set_status(
+        self,
+        *,
+        state: str,
+        message: str,
+        ts: float,
+        provider: str | None = None,
+        device: str | None = None,
+    ) -> None: ...
+
+    def add_points(self, points: list[dict[str, Any]]) -> None: ...
+
+    def add_log(self, text: str, *, stream: str = "stdout") -> None: ...
+
+    def set_progress(
+        self, *, steps: int, total_steps: int | None, elapsed: float, gpu_seconds: float
+    ) -> None: ...
+
+    def finish(self, *, state: str, summary: dict[str, Any]) -> None: ...
+
+
+class TaskHandle:
+    """One remote training task, followed live.
 
     Attributes
     ----------
-    task_id
-        The coordinator's id of the task.
-    status
-        Its last known state (``settled``, ``failed``, ``cancelled``, ...).
-    provider
-        Name of the provider that ran it, when one did.
-    history
-        Every metric point streamed back: ``{"step", "name", "value"}``.
-    duration
-        Seconds the cell ran on the provider.
-    outputs
-        What came back, by name: state dicts of modules and optimizers,
-        tensors and plain data, as decoded from safetensors + JSON.
-    refused
-        Names the provider could not send back, with the reason.
+    task_id, network
+        Which task, on which coordinator.
+    status, provider, device
+        Its last known state and who runs it.
+    duration, steps
+        Seconds the cell ran on the provider and optimizer steps, once done.
+    outputs, refused
+        What came back (decoded from safetensors + JSON) and what could not.
+    stdout
+        Everything the cell printed on the provider.
     """
 
-    task_id: str
-    network: str
-    status: str = "queued"
-    provider: str | None = None
-    device: str | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-    duration: float | None = None
-    steps: int = 0
-    outputs: dict[str, Any] = field(default_factory=dict)
-    refused: dict[str, str] = field(default_factory=dict)
-    error: str | None = None
-    stdout: str = ""
+    def __init__(
+        self,
+        *,
+        task_id: str,
+        client: CoordinatorClient,
+        namespace: MutableMapping[str, Any] | None = None,
+        output: str = "_gensyn",
+        view: View | None = None,
+        echo: bool = False,
+    ) -> None:
+        self.task_id = task_id
+        self.network = client.base_url
+        self.status: str = TaskState.QUEUED
+        self.provider: str | None = None
+        self.device: str | None = None
+        self.duration: float | None = None
+        self.steps = 0
+        self.outputs: dict[str, Any] = {}
+        self.refused: dict[str, str] = {}
+        self.error: str | None = None
+        self.stdout = ""
+        self._client = client
+        self._namespace = namespace
+        self._output = output
+        self._view = view
+        self._series: dict[str, tuple[list[int], list[float]]] = {}
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._echo: queue.SimpleQueue[tuple[str, str]] | None = (
+            queue.SimpleQueue() if echo else None
+        )
+        self._started = time.monotonic()
+        self._running_since: float | None = None
+        self._follow_error: BaseException | None = None
+        self._task: Task | None = None
+        self._applied: list[str] | None = None
+        self._thread: threading.Thread | None = None
+        self._callbacks: list[Callable[[], None]] = []
+
+    # -- following -------------------------------------------------------
+    def follow(self, *, after: int = 0) -> None:
+        """Start reading the task's events (from ``after``) in a background thread."""
+        self._thread = threading.Thread(
+            target=self._run, args=(after,), name=f"gensyn-follow-{self.task_id}", daemon=True
+        )
+        self._thread.start()
+
+    def on_done(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` in the follower thread once the task has ended."""
+        self._callbacks.append(callback)
+
+    def _run(self, after: int) -> None:
+        try:
+            for event in self._client.events(self.task_id, after=after):
+                self._process(event)
+        except BaseException as exc:  # surfaced by wait()/result(), never lost
+            self._follow_error = exc
+        finally:
+            self._done.set()
+            for callback in self._callbacks:
+                with contextlib.suppress(Exception):
+                    callback()
+
+    def _say(self, kind: str, text: str) -> None:
+        if self._echo is not None:
+            self._echo.put((kind, text))
+
+    def _process(self, event: Event) -> None:
+        data = event.data
+        view = self._view
+        if event.kind == "state":
+            self.status = str(data.get("state", self.status))
+            provider = data.get("provider")
+            if isinstance(provider, dict):
+                self.provider = str(provider.get("name"))
+                self.device = str(provider.get("device"))
+            if self.status == TaskState.RUNNING:
+                self._running_since = time.monotonic()
+            message = str(data.get("message") or self.status)
+            if self.status not in (TaskState.FAILED, TaskState.CANCELLED):
+                self._say("gensyn", message)
+            if view is not None:
+                view.set_status(
+                    state=self.status,
+                    message=message,
+                    ts=event.ts,
+                    provider=self.provider,
+                    device=self.device,
+                )
+        elif event.kind in ("stdout", "stderr"):
+            text = str(data.get("text", ""))
+            if event.kind == "stdout":
+                self.stdout += text
+            self._say(event.kind, text)
+            if view is not None:
+                view.add_log(text, stream=event.kind)
+        elif event.kind == "metrics":
+            points = [p for p in data.get("points", []) if isinstance(p, dict)]
+            with self._lock:
+                for point in points:
+                    steps, values = self._series.setdefault(str(point["name"]), ([], []))
+                    steps.append(int(point["step"]))
+                    values.append(float(point["value"]))
+                self.steps = max([self.steps, *(int(p["step"]) for p in points)])
+            if view is not None:
+                view.add_points(points)
+                running = time.monotonic() - (self._running_since or self._started)
+                view.set_progress(
+                    steps=self.steps, total_steps=None, elapsed=running, gpu_seconds=running
+                )
+        elif event.kind == "log":
+            message = str(data.get("message", ""))
+            self._say("gensyn", message)
+            if view is not None:
+                view.add_log(f"[gensyn] {message}\n", stream="stdout")
+
+    def drain_echo(self, write: Any) -> None:
+        """Hand what the follower wants printed to ``write(kind, text)`` (main thread)."""
+        if self._echo is None:
+            return
+        while True:
+            try:
+                kind, text = self._echo.get_nowait()
+            except queue.Empty:
+                return
+            write(kind, text)
+
+    # -- history ---------------------------------------------------------
+    def metric(self, name: str = "loss") -> tuple[list[int], list[float]]:
+        """Steps and values of one metric, in the order they arrived."""
+        with self._lock:
+            steps, values = self._series.get(name, ([], []))
+            return list(steps), list(values)
+
+    @property
+    def metrics(self) -> list[str]:
+        with self._lock:
+            return sorted(self._series)
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """Every metric point: ``{"step", "name", "value"}``."""
+        with self._lock:
+            return [
+                {"step": s, "name": name, "value": v}
+                for name, (steps, values) in self._series.items()
+                for s, v in zip(steps, values, strict=True)
+            ]
 
     @property
     def losses(self) -> list[float]:
         """The loss of every optimizer step, in order."""
-        return [float(p["value"]) for p in self.history if p["name"] == "loss"]
+        return self.metric("loss")[1]
+
+    # -- future-like -----------------------------------------------------
+    def done(self) -> bool:
+        """True once the task reached a final state (or its stream broke for good)."""
+        return self._done.is_set()
+
+    def wait(self, timeout: float | None = None, *, on_tick: Any = None) -> bool:
+        """Block until done (Ctrl-C raises KeyboardInterrupt at once); False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._done.wait(0.05):
+            if on_tick is not None:
+                on_tick()
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        if on_tick is not None:
+            on_tick()
+        return True
+
+    def _final_task(self) -> Task:
+        if self._task is None:
+            if self._follow_error is not None and not isinstance(
+                self._follow_error, CoordinatorError
+            ):
+                raise self._follow_error
+            self._task = self._client.get_task(self.task_id)
+        return self._task
+
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        """Wait for the task and return what came back, by name (not yet applied).
+
+        Raises
+        ------
+        TimeoutError
+            When the task is not done within ``timeout`` seconds.
+        RemoteTaskError
+            When the cell raised on the provider (with its traceback).
+        GensynError
+            When the task failed otherwise, or was cancelled.
+        """
+        if not self.wait(timeout):
+            raise TimeoutError(f"task {self.task_id} is still {self.status} after {timeout} s")
+        task = self._final_task()
+        self.status = task.state
+        self.provider = task.provider_name or self.provider
+        if task.state == TaskState.FAILED:
+            self.error = task.error
+            if task.result is not None and task.result.error is not None:
+                raise RemoteTaskError(
+                    task_id=task.id, provider=self.provider, error=task.result.error
+                )
+            raise GensynError(f"task {task.id} failed: {task.error}")
+        if task.state == TaskState.CANCELLED:
+            raise GensynError(
+                f"task {task.id} was cancelled after {self.steps} steps"
+                + (f" on provider {self.provider}" if self.provider else "")
+                + "; nothing was paid (this network has no escrow yet) and nothing was loaded"
+            )
+        if task.state != TaskState.SETTLED or task.result is None:
+            raise GensynError(f"task {task.id} ended {task.state}; there is nothing to load")
+        if not self.outputs and (task.result.values or task.result.tensors):
+            from ..capture import decode_results
+
+            result = task.result
+            values = self._client.blobs.get_blob(result.values) if result.values else None
+            tensors = self._client.blobs.get_blob(result.tensors) if result.tensors else None
+            self.outputs = decode_results(values, tensors) if values is not None else {}
+            self.refused = {o.name: o.note for o in result.outputs if o.kind == "refused"}
+        self.duration = task.result.duration_s
+        self.steps = max(self.steps, task.result.steps)
+        self.device = task.result.device
+        return self.outputs
+
+    def apply(self, namespace: MutableMapping[str, Any] | None = None) -> list[str]:
+        """Load the results into the namespace (once): modules and optimizers in place."""
+        from ._loading import apply_results
+
+        self.result()
+        if self._applied is not None:
+            return self._applied
+        target = namespace if namespace is not None else self._namespace
+        if target is None:
+            raise GensynError("apply() needs a namespace: handle.apply(globals())")
+        task = self._final_task()
+        assert task.result is not None
+        self._applied = apply_results(
+            target, self.outputs, task.result.outputs, handle_name=self._output
+        )
+        return self._applied
+
+    def cancel(self) -> bool:
+        """Cancel the task; True when it is now cancelled."""
+        try:
+            task = self._client.cancel(self.task_id)
+        except CoordinatorError as exc:
+            if exc.status == 409:
+                return False
+            raise
+        self.status = task.state
+        return task.state == TaskState.CANCELLED
+
+    def __await__(self) -> Generator[Any, None, dict[str, Any]]:
+        return asyncio.get_running_loop().run_in_executor(None, self.result).__await__()
+
+    def summary(self) -> dict[str, Any]:
+        losses = self.losses
+        return {
+            "task_id": self.task_id,
+            "state": self.status,
+            "provider": self.provider,
+            "device": self.device,
+            "steps": self.steps,
+            "duration_s": self.duration,
+            "gpu_seconds": self.duration,
+            "loss_first": losses[0] if losses else None,
+            "loss_last": losses[-1] if losses else None,
+        }
 
     def __repr__(self) -> str:
         parts = [f"gensyn task {self.task_id}: {self.status}"]

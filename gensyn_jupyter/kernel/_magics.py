@@ -12,7 +12,7 @@ from ..protocol import CoordinatorError
 from ._client import CoordinatorClient
 from ._errors import GensynError
 from ._network import devnet_command, resolve_network
-from ._train import TrainOptions, train_cell
+from ._train import TrainOptions, attach_task, train_cell
 
 __all__ = ["GensynMagics"]
 
@@ -76,6 +76,12 @@ class GensynMagics(Magics):
         "-o", "--output", default="_gensyn", help="name of the result handle (default _gensyn)"
     )
     @argument("--max-seconds", type=int, default=3600, help="stop the run after this many seconds")
+    @argument(
+        "--async",
+        dest="run_async",
+        action="store_true",
+        help="return the handle at once; handle.result() waits, handle.apply() loads the results",
+    )
     @cell_magic
     def gensyn_train(self, line: str, cell: str) -> None:
         """Run this cell's training loop on a provider of the network.
@@ -102,6 +108,7 @@ class GensynMagics(Magics):
             device=args.device,
             output=args.output,
             max_seconds=args.max_seconds,
+            run_async=args.run_async,
         )
         from ..capture import PreflightError
 
@@ -116,10 +123,12 @@ class GensynMagics(Magics):
     @magic_arguments()
     @argument(
         "command",
-        choices=["status", "tasks", "providers", "devnet", "cancel"],
-        help="status | tasks | providers | devnet up|down|status | cancel TASK_ID",
+        choices=["status", "tasks", "providers", "devnet", "cancel", "attach"],
+        help="status | tasks | providers | devnet up|down|status | cancel TASK_ID | attach TASK_ID",
     )
-    @argument("rest", nargs="*", help="devnet: up, down or status; cancel: the task id")
+    @argument("rest", nargs="*", help="devnet: up, down or status; cancel, attach: the task id")
+    @argument("--wait", action="store_true", help="attach: wait for the end and load the results")
+    @argument("-o", "--output", default="_gensyn", help="attach: name of the handle (_gensyn)")
     @argument(
         "--network", default=None, help="coordinator URL (default: $GENSYN_NETWORK or devnet)"
     )
@@ -131,11 +140,13 @@ class GensynMagics(Magics):
             return
         args = parse_argstring(self.gensyn, line)
         try:
-            self._command(args.command, args.rest, args.network)
+            self._command(args)
         except CoordinatorError as exc:
             raise GensynError(exc.detail) from None
 
-    def _command(self, command: str, rest: list[str], network: str | None) -> None:
+    def _command(self, args: Any) -> None:
+        command: str = args.command
+        rest: list[str] = args.rest
         if command == "devnet":
             action = rest[0] if rest else "status"
             if action not in ("up", "down", "status"):
@@ -146,8 +157,19 @@ class GensynMagics(Magics):
                 raise GensynError(str(exc)) from None
             print(out)
             return
-        client = self._client(network)
-        if command == "status":
+        client = self._client(args.network)
+        if command == "attach":
+            if not rest:
+                raise GensynError("%gensyn attach needs a task id (see %gensyn tasks)")
+            attach_task(
+                rest[0],
+                self._user_ns(),
+                client=client,
+                output=args.output,
+                wait=args.wait,
+                say=_say,
+            )
+        elif command == "status":
             health = client.health()
             print(
                 f"network {client.base_url}: {health.get('status')}, "

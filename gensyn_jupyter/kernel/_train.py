@@ -1,21 +1,24 @@
-"""One ``%%gensyn_train`` run: capture, upload, submit, follow, load results back."""
+"""One ``%%gensyn_train`` run: capture, upload, submit, follow live, load results back."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import time
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..capture import build_bundle, decode_results
-from ..protocol import CoordinatorError, Event, Task, TaskSpec, TaskState, sha256_hex
+from ..capture import build_bundle
+from ..protocol import CoordinatorError, TaskSpec, sha256_hex
 from ._client import CoordinatorClient
-from ._errors import GensynError, RemoteTaskError
-from ._handle import TrainResult
-from ._loading import apply_results
+from ._errors import GensynError
+from ._handle import TaskHandle, View
 
-__all__ = ["TrainOptions", "format_bytes", "train_cell"]
+__all__ = ["TrainOptions", "attach_task", "format_bytes", "train_cell"]
+
+_CANCEL_ACK_SECONDS = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +32,7 @@ class TrainOptions:
     max_seconds: int = 3600
     label: str = ""
     cell_line_offset: int = 1
+    run_async: bool = False
 
 
 def format_bytes(n: float) -> str:
@@ -39,60 +43,46 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def _on_event(event: Event, handle: TrainResult, say: Callable[[str], None]) -> None:
-    data = event.data
-    if event.kind == "state":
-        handle.status = str(data.get("state", handle.status))
-        provider = data.get("provider")
-        if isinstance(provider, dict):
-            handle.provider = str(provider.get("name"))
-            handle.device = str(provider.get("device"))
-        if handle.status not in (TaskState.FAILED, TaskState.CANCELLED):
-            say(str(data.get("message") or handle.status))
-    elif event.kind == "stdout":
-        text = str(data.get("text", ""))
-        handle.stdout += text
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    elif event.kind == "stderr":
-        sys.stderr.write(str(data.get("text", "")))
-        sys.stderr.flush()
-    elif event.kind == "metrics":
-        points = data.get("points", [])
-        if isinstance(points, list):
-            handle.history.extend(p for p in points if isinstance(p, dict))
-    elif event.kind == "log":
-        say(str(data.get("message", "")))
+class _Display:
+    """The live view of a task and the output it is drawn in."""
+
+    def __init__(self, view: View | None, handle: Any = None) -> None:
+        self.view = view
+        self._handle = handle
+
+    def finish(self, task: TaskHandle) -> None:
+        if self.view is None:
+            return
+        self.view.finish(state=task.status, summary=task.summary())
+        if self._handle is not None:
+            self._handle.update(self.view)  # the saved output now holds the final snapshot
 
 
-def _cancel(client: CoordinatorClient, handle: TrainResult, started: float) -> GensynError:
+def _open_view(task_id: str, network: str, *, background: bool) -> _Display:
+    """The widget in a Jupyter kernel, a text line in plain IPython (``$GENSYN_PROGRESS``)."""
+    mode = os.environ.get("GENSYN_PROGRESS", "auto")
+    if mode == "none":
+        return _Display(None)
     try:
-        task = client.cancel(handle.task_id)
-        handle.status = task.state
-    except (CoordinatorError, OSError) as exc:
-        return GensynError(
-            f"interrupted, but cancelling task {handle.task_id} failed ({exc}); "
-            f"cancel it with %gensyn cancel {handle.task_id}"
-        )
-    where = f" on provider {handle.provider}" if handle.provider else " before any provider took it"
-    return GensynError(
-        f"interrupted: task {handle.task_id} cancelled after {time.monotonic() - started:.1f} s"
-        f"{where}; nothing was paid (this network has no escrow yet) and nothing was loaded"
-    )
+        from IPython import get_ipython
 
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    in_kernel = shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+    if mode == "widget" or (mode == "auto" and in_kernel):
+        from IPython.display import display
 
-def _finish(task: Task, handle: TrainResult) -> None:
-    handle.status = task.state
-    handle.provider = task.provider_name or handle.provider
-    if task.state == TaskState.FAILED:
-        handle.error = task.error
-        if task.result is not None and task.result.error is not None:
-            raise RemoteTaskError(
-                task_id=task.id, provider=handle.provider, error=task.result.error
-            )
-        raise GensynError(f"task {task.id} failed: {task.error}")
-    if task.state != TaskState.SETTLED or task.result is None:
-        raise GensynError(f"task {task.id} ended {task.state}; nothing was loaded into the kernel")
+        from ..widgets import TrainingMonitor
+
+        monitor = TrainingMonitor(task_id=task_id, network=network)
+        shown = display(monitor, display_id=True)  # type: ignore[no-untyped-call]
+        return _Display(monitor, shown)
+    if background:
+        return _Display(None)  # a text line would scribble over the prompt
+    from ..widgets import TextProgress
+
+    return _Display(TextProgress(stream=sys.stdout))
 
 
 def _warn_if_no_provider_fits(
@@ -113,6 +103,62 @@ def _warn_if_no_provider_fits(
         )
 
 
+def _write(kind: str, text: str) -> None:
+    if kind == "gensyn":
+        print(f"[gensyn] {text}", flush=True)
+    else:
+        stream = sys.stderr if kind == "stderr" else sys.stdout
+        stream.write(text)
+        stream.flush()
+
+
+def _interrupted(handle: TaskHandle) -> GensynError:
+    ran = time.monotonic() - handle._started
+    try:
+        cancelled = handle.cancel()
+    except (CoordinatorError, OSError) as exc:
+        return GensynError(
+            f"interrupted, but cancelling task {handle.task_id} failed ({exc}); "
+            f"cancel it with %gensyn cancel {handle.task_id}"
+        )
+    if not cancelled:
+        return GensynError(f"interrupted after task {handle.task_id} had already ended")
+    handle.wait(_CANCEL_ACK_SECONDS)  # the stream ends with the 'cancelled' state
+    where = f" on provider {handle.provider}" if handle.provider else " before any provider took it"
+    return GensynError(
+        f"interrupted: task {handle.task_id} cancelled after {ran:.1f} s{where}, "
+        f"{handle.steps} steps done; nothing was paid (this network has no escrow yet) "
+        "and nothing was loaded"
+    )
+
+
+def _run_to_end(
+    handle: TaskHandle,
+    display: _Display,
+    namespace: MutableMapping[str, Any],
+    say: Callable[[str], None],
+) -> TaskHandle:
+    try:
+        handle.wait(on_tick=lambda: handle.drain_echo(_write))
+    except KeyboardInterrupt:
+        raise _interrupted(handle) from None
+    try:
+        handle.result()
+    finally:
+        display.finish(handle)
+    for note in handle.apply(namespace):
+        if "not loaded" in note or "created on the provider" in note:
+            say(note)
+    summary = f"done in {handle.duration or 0:.2f} s on {handle.provider} ({handle.device})"
+    if handle.steps:
+        summary += f", {handle.steps} optimizer steps"
+    losses = handle.losses
+    if losses:
+        summary += f", loss {losses[0]:.4g} → {losses[-1]:.4g}"
+    say(summary)
+    return handle
+
+
 def train_cell(
     source: str,
     namespace: MutableMapping[str, Any],
@@ -120,10 +166,13 @@ def train_cell(
     options: TrainOptions,
     client: CoordinatorClient,
     say: Callable[[str], None],
-) -> TrainResult:
-    """Run ``source`` on a provider of ``client``'s network and load the results.
+) -> TaskHandle:
+    """Run ``source`` on a provider of ``client``'s network.
 
-    The handle is bound to ``namespace[options.output]`` as soon as the task
+    Blocks until the task ends and loads the results (modules and optimizers
+    in place), unless ``options.run_async``: then the handle comes back at
+    once and ``handle.apply()`` loads the results when the user asks. The
+    handle is bound to ``namespace[options.output]`` as soon as the task
     exists, so it can be inspected even when the run fails.
     """
     prepared = build_bundle(
@@ -147,37 +196,64 @@ def train_cell(
     )
     _warn_if_no_provider_fits(client, options, say)
     task = client.create_task(spec)
-    started = time.monotonic()
-    handle = TrainResult(task_id=task.id, network=client.base_url)
-    namespace[options.output] = handle
     say(
         f"task {task.id} submitted to {client.base_url} "
         f"(bundle {format_bytes(prepared.nbytes)}, {format_bytes(sent)} uploaded)"
     )
-    try:
-        for event in client.events(task.id):
-            _on_event(event, handle, say)
-    except KeyboardInterrupt:
-        raise _cancel(client, handle, started) from None
-    task = client.get_task(task.id)
-    _finish(task, handle)
-    result = task.result
-    assert result is not None
-    values = client.blobs.get_blob(result.values) if result.values else None
-    tensors = client.blobs.get_blob(result.tensors) if result.tensors else None
-    decoded = decode_results(values, tensors) if values is not None else {}
-    handle.outputs = decoded
-    handle.refused = {o.name: o.note for o in result.outputs if o.kind == "refused"}
-    handle.duration = result.duration_s
-    handle.steps = result.steps
-    for note in apply_results(namespace, decoded, result.outputs, handle_name=options.output):
-        if "not loaded" in note or "created on the provider" in note:
-            say(note)
-    summary = f"done in {result.duration_s:.2f} s on {handle.provider} ({result.device})"
-    if handle.steps:
-        summary += f", {handle.steps} optimizer steps"
-    losses = handle.losses
-    if losses:
-        summary += f", loss {losses[0]:.4g} → {losses[-1]:.4g}"
-    say(summary)
+    display = _open_view(task.id, client.base_url, background=options.run_async)
+    handle = TaskHandle(
+        task_id=task.id,
+        client=client,
+        namespace=namespace,
+        output=options.output,
+        view=display.view,
+        echo=not options.run_async,
+    )
+    namespace[options.output] = handle
+    if options.run_async:
+        handle.on_done(lambda: _finish_quietly(handle, display))
+    handle.follow()
+    if options.run_async:
+        say(
+            f"running in the background as {options.output}: {options.output}.result() waits, "
+            f"{options.output}.apply() loads the results into this kernel"
+        )
+        return handle
+    return _run_to_end(handle, display, namespace, say)
+
+
+def attach_task(
+    task_id: str,
+    namespace: MutableMapping[str, Any],
+    *,
+    client: CoordinatorClient,
+    output: str,
+    wait: bool,
+    say: Callable[[str], None],
+) -> TaskHandle:
+    """Find a task again (after a kernel restart): redraw its history, follow it live."""
+    task = client.get_task(task_id)
+    display = _open_view(task.id, client.base_url, background=not wait)
+    handle = TaskHandle(
+        task_id=task.id,
+        client=client,
+        namespace=namespace,
+        output=output,
+        view=display.view,
+        echo=wait,
+    )
+    namespace[output] = handle
+    handle.follow(after=0)
+    say(f"attached to task {task.id} ({task.state}) as {output}")
+    if wait:
+        return _run_to_end(handle, display, namespace, say)
+    handle.on_done(lambda: _finish_quietly(handle, display))
     return handle
+
+
+def _finish_quietly(handle: TaskHandle, display: _Display) -> None:
+    """Final state of the view of a task that ends while nobody waits on it."""
+    with contextlib.suppress(GensynError, CoordinatorError):
+        handle.result()
+    if display.view is not None:
+        display.view.finish(state=handle.status, summary=handle.summary())

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -36,8 +37,10 @@ class _Outbox:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._events: list[EventIn] = []
+        self.ready = threading.Event()
 
     def add(self, kind: str, **data: object) -> None:
+        self.ready.set()
         with self._lock:
             last = self._events[-1] if self._events else None
             if last is not None and last.kind == kind and kind in ("stdout", "stderr"):
@@ -51,8 +54,15 @@ class _Outbox:
 
     def drain(self) -> list[EventIn]:
         with self._lock:
+            self.ready.clear()
             events, self._events = self._events, []
         return events
+
+    def requeue(self, events: list[EventIn]) -> None:
+        """Put back events a failed post did not deliver, ahead of newer ones."""
+        with self._lock:
+            self._events[:0] = events
+            self.ready.set()
 
 
 class TaskRunner:
@@ -194,9 +204,16 @@ class TaskRunner:
     def _send_loop(
         self, lease: Lease, outbox: _Outbox, done: threading.Event, worker: Worker
     ) -> None:
+        last_send = 0.0
         while True:
-            finished = done.wait(_SEND_INTERVAL)
+            # Send as soon as something arrives, at most every _SEND_INTERVAL.
+            outbox.ready.wait(0.05)
+            wait = _SEND_INTERVAL - (time.monotonic() - last_send)
+            if wait > 0:
+                done.wait(wait)
+            finished = done.is_set()
             events = outbox.drain()
+            last_send = time.monotonic()
             if events:
                 try:
                     reply = self._client.post_events(lease.id, events)
@@ -207,8 +224,7 @@ class TaskRunner:
                         worker.kill()
                 except Exception as exc:  # network flap: keep the events for the next try
                     self._log(f"could not post events: {exc}")
-                    for event in events:
-                        outbox.add(event.kind, **event.data)
+                    outbox.requeue(events)
                 else:
                     if reply.cancelled:
                         self._cancelled.set()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from .._devnet import Devnet
 from ._kernel import Kernel
-from .conftest import Devnet
 
 
 def _task_count(devnet: Devnet) -> int:

@@ -9,8 +9,8 @@ import time
 import httpx
 import psutil
 
+from .._devnet import Devnet
 from ._kernel import Kernel
-from .conftest import Devnet
 
 
 def _provider_process(name: str, coordinator: str) -> psutil.Process:
