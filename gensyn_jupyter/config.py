@@ -18,7 +18,9 @@ __all__ = [
     "configured_network",
     "devnet_dir",
     "gensyn_home",
+    "pid_alive",
     "read_devnet_state",
+    "running_devnet",
 ]
 
 
@@ -89,3 +91,20 @@ def read_devnet_state(directory: Path | None = None) -> DevnetState | None:
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process with this pid exists (ours or not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def running_devnet(directory: Path | None = None) -> DevnetState | None:
+    """The devnet's state when its supervisor is alive, else ``None``."""
+    state = read_devnet_state(directory)
+    return state if state is not None and pid_alive(state.pid) else None

@@ -11,26 +11,14 @@ from pathlib import Path
 
 import httpx
 
-from ..config import DevnetState, read_devnet_state
+from ..config import DevnetState, pid_alive, read_devnet_state
 
 __all__ = ["devnet_status", "start_detached", "stop_devnet"]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _running(data_dir: Path) -> DevnetState | None:
     state = read_devnet_state(data_dir)
-    if state is None:
-        return None
-    if not _alive(state.pid):
+    if state is not None and not pid_alive(state.pid):
         (data_dir / "devnet.json").unlink(missing_ok=True)
         return None
     return state
@@ -92,9 +80,9 @@ def stop_devnet(*, data_dir: Path, timeout: float = 20.0) -> bool:
         return False
     os.kill(state.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(state.pid):
+    while time.monotonic() < deadline and pid_alive(state.pid):
         time.sleep(0.1)
-    if _alive(state.pid):
+    if pid_alive(state.pid):
         # A detached devnet leads its own process group: take its children with it.
         if os.getpgid(state.pid) == state.pid:
             os.killpg(state.pid, signal.SIGKILL)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from ..config import configured_network, read_devnet_state
+from ..config import configured_network, running_devnet
 from ._errors import ApiError
 
 __all__ = ["NO_NETWORK", "Network", "NetworkSource", "default_network", "resolve_network"]
@@ -46,22 +46,10 @@ def normalize(url: str) -> str:
     return text.rstrip("/")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _devnet_url() -> str | None:
     """The running devnet's URL, read now (the devnet may start after the server)."""
-    state = read_devnet_state()
-    if state is None or not _pid_alive(state.pid):
-        return None
-    return normalize(state.url)
+    state = running_devnet()
+    return normalize(state.url) if state is not None else None
 
 
 def _configured() -> tuple[Network | None, str | None]:
