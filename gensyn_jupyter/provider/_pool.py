@@ -95,26 +95,33 @@ class Worker:
 
 
 class WorkerPool:
-    """Keeps one warm worker ready; hands it out and starts the next."""
+    """Keeps ``size`` warm workers ready; hands out the readiest and starts the next.
 
-    def __init__(self, *, env: dict[str, str], cwd: Path) -> None:
+    Two by default, so a cell run again right after the last one still finds
+    a warm worker while the next one imports torch (about 4 s).
+    """
+
+    def __init__(self, *, env: dict[str, str], cwd: Path, size: int = 2) -> None:
+        if size < 1:
+            raise ValueError(f"a worker pool needs at least 1 worker, got {size}")
         self._env = env
         self._cwd = cwd
+        self._size = size
         self._lock = threading.Lock()
-        self._spare: Worker | None = None
+        self._spares: list[Worker] = []
 
     def replenish(self) -> None:
         with self._lock:
-            if self._spare is None or self._spare.proc.poll() is not None:
-                self._spare = Worker(env=self._env, cwd=self._cwd)
+            self._spares = [w for w in self._spares if w.proc.poll() is None]
+            while len(self._spares) < self._size:
+                self._spares.append(Worker(env=self._env, cwd=self._cwd))
 
     def take(self, *, timeout: float = 120.0) -> Worker:
-        """A ready worker; a fresh one when the spare died."""
+        """A ready worker (the oldest spare, which is the likeliest to be warm)."""
         for _ in range(2):
             self.replenish()
             with self._lock:
-                worker, self._spare = self._spare, None
-            assert worker is not None
+                worker = self._spares.pop(0)
             if worker.wait_ready(timeout):
                 return worker
             worker.kill()
@@ -122,6 +129,6 @@ class WorkerPool:
 
     def close(self) -> None:
         with self._lock:
-            if self._spare is not None:
-                self._spare.kill()
-                self._spare = None
+            for worker in self._spares:
+                worker.kill()
+            self._spares.clear()

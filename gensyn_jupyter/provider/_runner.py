@@ -187,19 +187,21 @@ class TaskRunner:
             pump.join(timeout=10)
         done.set()
         sender.join(timeout=30)
-        self._pool.replenish()
         with self._lock:
             self._current = None
-        if self._cancelled.is_set():
-            self._log(f"{task.id} was cancelled; worker stopped")
+        try:
+            if self._cancelled.is_set():
+                self._log(f"{task.id} was cancelled; worker stopped")
+                return
+            manifest = self._collect(
+                workdir, worker, stderr_tail.text, timed_out, task.spec.max_seconds
+            )
+            manifest.device = device
+            self._post_result(lease, manifest)
+        finally:
             shutil.rmtree(workdir, ignore_errors=True)
-            return
-        manifest = self._collect(
-            workdir, worker, stderr_tail.text, timed_out, task.spec.max_seconds
-        )
-        manifest.device = device
-        self._post_result(lease, manifest)
-        shutil.rmtree(workdir, ignore_errors=True)
+            # Warm the next worker only now, so its torch import does not slow the result.
+            self._pool.replenish()
 
     def _send_loop(
         self, lease: Lease, outbox: _Outbox, done: threading.Event, worker: Worker

@@ -59,6 +59,28 @@ def _notebook() -> dict[str, Any]:
     }
 
 
+def _run_cell(page: Any, index: int, *, wait_done: bool) -> None:
+    """Select cell ``index`` and run it (Shift+Enter), retrying once if the key was lost."""
+    cell = page.locator(".jp-Notebook .jp-Cell").nth(index)
+    prompt = cell.locator(".jp-InputPrompt")
+    for _ in range(3):
+        prompt.click()
+        page.keyboard.press("Shift+Enter")
+        try:
+            page.wait_for_function(
+                "([i, done]) => {"
+                " const p = document.querySelectorAll('.jp-Notebook .jp-Cell')[i]"
+                "   .querySelector('.jp-InputPrompt').innerText;"
+                " return done ? /\\[\\d+\\]/.test(p) : /\\[(\\*|\\d+)\\]/.test(p); }",
+                arg=[index, wait_done],
+                timeout=30_000,
+            )
+            return
+        except Exception:  # the key press was lost (focus): select the cell again
+            continue
+    raise AssertionError(f"cell {index} did not run: {prompt.inner_text()!r}")
+
+
 def _running_task(devnet: Devnet) -> dict[str, Any] | None:
     tasks = httpx.get(f"{devnet.url}/v1/tasks", params={"limit": 5}).json()
     running = [t for t in tasks if t["state"] in ("queued", "running")]
@@ -78,10 +100,8 @@ def test_chart_draws_live_and_cancel_works_while_the_kernel_is_busy(
         page.wait_for_selector(
             ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000
         )
-        page.locator(".jp-Notebook .jp-Cell").first.click()
-        page.keyboard.press("Escape")
-        page.keyboard.press("Shift+Enter")
-        page.keyboard.press("Shift+Enter")
+        _run_cell(page, 0, wait_done=True)
+        _run_cell(page, 1, wait_done=False)
 
         chart = page.locator("[data-testid='gensyn-chart']")
         chart.wait_for(state="visible", timeout=120_000)
