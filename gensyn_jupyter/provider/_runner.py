@@ -215,8 +215,8 @@ class TaskRunner:
                 done.wait(wait)
             finished = done.is_set()
             events = outbox.drain()
-            last_send = time.monotonic()
             if events:
+                last_send = time.monotonic()
                 try:
                     reply = self._client.post_events(lease.id, events)
                 except CoordinatorError as exc:
