@@ -46,9 +46,11 @@ def format_bytes(n: float) -> str:
 class _Display:
     """The live view of a task and the output it is drawn in."""
 
-    def __init__(self, view: View | None, handle: Any = None) -> None:
+    def __init__(self, view: View | None, handle: Any = None, *, writes_text: bool = False) -> None:
         self.view = view
         self._handle = handle
+        # A text progress line writes the remote output itself; nothing to echo twice.
+        self.writes_text = writes_text
 
     def finish(self, task: TaskHandle) -> None:
         if self.view is None:
@@ -82,7 +84,7 @@ def _open_view(task_id: str, network: str, *, background: bool) -> _Display:
         return _Display(None)  # a text line would scribble over the prompt
     from ..widgets import TextProgress
 
-    return _Display(TextProgress(stream=sys.stdout))
+    return _Display(TextProgress(stream=sys.stdout), writes_text=True)
 
 
 def _warn_if_no_provider_fits(
@@ -207,7 +209,7 @@ def train_cell(
         namespace=namespace,
         output=options.output,
         view=display.view,
-        echo=not options.run_async,
+        echo=not options.run_async and not display.writes_text,
     )
     namespace[options.output] = handle
     if options.run_async:
@@ -240,7 +242,7 @@ def attach_task(
         namespace=namespace,
         output=output,
         view=display.view,
-        echo=wait,
+        echo=wait and not display.writes_text,
     )
     namespace[output] = handle
     handle.follow(after=0)
