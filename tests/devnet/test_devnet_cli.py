@@ -15,6 +15,8 @@ import pytest
 
 from gensyn_jupyter.config import read_devnet_state
 
+from .._devnet import gensyn
+
 GENSYN = [sys.executable, "-m", "gensyn_jupyter"]
 
 
@@ -62,47 +64,13 @@ def test_foreground_devnet_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(240)
 def test_detached_devnet_status_and_down(tmp_path: Path) -> None:
-    env = _env(tmp_path)
-    up = subprocess.run(
-        [*GENSYN, "devnet", "up", "--detach"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=True,
-    )
-    assert "devnet started at http://127.0.0.1:" in up.stdout
-    again = subprocess.run(
-        [*GENSYN, "devnet", "up", "--detach"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert "already running" in again.stdout
-    status = subprocess.run(
-        [*GENSYN, "devnet", "status"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert "devnet-1" in status.stdout and "devnet-2" in status.stdout and "idle" in status.stdout
-    down = subprocess.run(
-        [*GENSYN, "devnet", "down"], env=env, capture_output=True, text=True, timeout=60, check=True
-    )
-    assert "devnet stopped" in down.stdout
-    after = subprocess.run(
-        [*GENSYN, "devnet", "status"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert "no devnet running" in after.stdout
+    env = {"GENSYN_HOME": str(tmp_path)}
+    assert "devnet started at http://127.0.0.1:" in gensyn("devnet", "up", "--detach", env=env)
+    assert "already running" in gensyn("devnet", "up", "--detach", env=env)
+    status = gensyn("devnet", "status", env=env)
+    assert "devnet-1" in status and "devnet-2" in status and "idle" in status
+    assert "devnet stopped" in gensyn("devnet", "down", env=env)
+    assert "no devnet running" in gensyn("devnet", "status", env=env)
 
 
 def test_devnet_needs_a_known_action(tmp_path: Path) -> None:
