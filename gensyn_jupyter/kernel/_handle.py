@@ -241,7 +241,14 @@ class TaskHandle:
                 self._follow_error, CoordinatorError
             ):
                 raise self._follow_error
-            self._task = self._client.get_task(self.task_id)
+            task = self._client.get_task(self.task_id)
+            if not task.state.terminal:  # the stream broke for good; the task goes on
+                why = f" ({self._follow_error})" if self._follow_error is not None else ""
+                raise GensynError(
+                    f"lost the event stream of task {task.id}{why}; it is still {task.state}: "
+                    f"%gensyn attach {task.id} follows it again"
+                )
+            self._task = task
         return self._task
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:

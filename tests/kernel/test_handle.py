@@ -136,3 +136,23 @@ def test_a_failed_task_raises_on_result_and_loads_nothing() -> None:
         handle.apply()
     assert torch.equal(model.weight, before)
     assert repr(handle).startswith("<gensyn task t-1: failed, on p1")
+
+
+def test_a_lost_stream_says_the_task_goes_on_and_how_to_find_it() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/events"):
+            return httpx.Response(503, json={"detail": "coordinator restarting", "field": None})
+        task = {
+            "id": "t-1",
+            "spec": {"bundle": "0" * 64},
+            "state": "running",
+            "created_at": 0.0,
+            "updated_at": 0.0,
+        }
+        return httpx.Response(200, json=task)
+
+    client = CoordinatorClient(base_url="http://c", transport=httpx.MockTransport(handler))
+    handle = TaskHandle(task_id="t-1", client=client)
+    handle.follow()
+    with pytest.raises(GensynError, match=r"still running: %gensyn attach t-1"):
+        handle.result(timeout=30)
