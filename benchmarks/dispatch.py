@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from jupyter_client import BlockingKernelClient
+
 CELL = "y = torch.ones(4) * 2\n"
 
 
@@ -27,12 +29,12 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def _time_cells(kc: object, code: str, runs: int, gap: float = 0.0) -> list[float]:
+def _time_cells(kc: BlockingKernelClient, code: str, runs: int, gap: float = 0.0) -> list[float]:
     times = []
     for _ in range(runs):
         time.sleep(gap)
         started = time.perf_counter()
-        reply = kc.execute_interactive(code, timeout=120, output_hook=lambda msg: None)  # type: ignore[attr-defined]
+        reply = kc.execute_interactive(code, timeout=120, output_hook=lambda msg: None)
         times.append((time.perf_counter() - started) * 1000)
         if reply["content"]["status"] != "ok":
             raise RuntimeError(f"cell failed: {reply['content']}")

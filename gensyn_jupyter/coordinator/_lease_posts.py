@@ -74,6 +74,17 @@ def _checked(index: int, event: EventIn) -> tuple[EventKind, dict[str, Any]]:
     return event.kind, data
 
 
+def _held_lease(
+    session: Session, lease_id: str, token: str, now: float
+) -> tuple[LeaseRow, ProviderRow, TaskRow]:
+    """The lease, its provider (now seen) and its task; 409 when the lease was released."""
+    lease, provider, task = _lease_of(session, lease_id, token)
+    touch(provider, now)
+    if lease.released_at is not None:
+        raise _not_held(lease)
+    return lease, provider, task
+
+
 def post_events(ctx: Context, lease_id: str, token: str, body: EventsPost) -> EventsPostReply:
     """Record a provider's events for its lease and renew the lease.
 
@@ -82,10 +93,7 @@ def post_events(ctx: Context, lease_id: str, token: str, body: EventsPost) -> Ev
     events = [_checked(i, e) for i, e in enumerate(body.events)]
     now = time.time()
     with ctx.db.write() as session:
-        lease, provider, task = _lease_of(session, lease_id, token)
-        touch(provider, now)
-        if lease.released_at is not None:
-            raise _not_held(lease)
+        lease, _provider, task = _held_lease(session, lease_id, token, now)
         if task.state == TaskState.CANCELLED.value:
             return EventsPostReply(accepted=0, cancelled=True)
         if task.state != TaskState.RUNNING.value:  # pragma: no cover - ends release the lease
@@ -110,10 +118,7 @@ def post_result(ctx: Context, lease_id: str, token: str, manifest: ResultManifes
             )
     now = time.time()
     with ctx.db.write() as session:
-        lease, provider, task = _lease_of(session, lease_id, token)
-        touch(provider, now)
-        if lease.released_at is not None:
-            raise _not_held(lease)
+        lease, provider, task = _held_lease(session, lease_id, token, now)
         cancelled = task.state == TaskState.CANCELLED.value
         lease.released_at = now
         lease.release_reason = "the task was cancelled" if cancelled else "its result was posted"

@@ -17,7 +17,10 @@ pytestmark = pytest.mark.anyio
 
 
 def _db_with_task(path: pathlib.Path) -> Database:
-    db = Database(f"sqlite:///{path / 'c.sqlite'}")
+    return _add_task(Database(f"sqlite:///{path / 'c.sqlite'}"))
+
+
+def _add_task(db: Database) -> Database:
     with db.write() as s:
         s.add(
             TaskRow(
@@ -41,19 +44,7 @@ def test_sqlite_file_uses_wal(tmp_path: pathlib.Path) -> None:
 
 
 def test_in_memory_database_keeps_its_tables() -> None:
-    db = Database("sqlite://")
-    with db.write() as s:
-        s.add(
-            TaskRow(
-                id="t-1",
-                state="queued",
-                device="auto",
-                gpus=1,
-                spec="{}",
-                created_at=0.0,
-                updated_at=0.0,
-            )
-        )
+    db = _add_task(Database("sqlite://"))
     with db.read() as s:
         assert s.get(TaskRow, 1) is not None
 
