@@ -30,6 +30,7 @@ FORBIDDEN = {
     "capture": {"kernel", "coordinator", "provider", "server", "chain", "devnet"},
     "server": {"kernel", "coordinator", "provider", "widgets", "capture", "devnet"},
     "widgets": {"kernel", "coordinator", "provider", "server", "chain", "devnet"},
+    "chain": {"kernel", "widgets", "coordinator", "provider", "server", "capture", "devnet"},
 }
 
 
