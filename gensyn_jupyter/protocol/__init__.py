@@ -3,6 +3,16 @@
 from ._bundle import Bundle, Environment, InputKind, InputRef, Sha256
 from ._hashing import SHA256_RE, is_sha256, sha256_hex
 from ._http import BlobClient, CoordinatorError, raise_for_error
+from ._orders import (
+    ORDER_DOMAIN_NAME,
+    ORDER_DOMAIN_VERSION,
+    Address,
+    SignedOrder,
+    TaskOrder,
+    spec_hash_bytes32,
+    task_key,
+    task_order_typed_data,
+)
 from ._states import TERMINAL_STATES, TaskState, VerifyMode
 from ._task import (
     ErrorBody,
@@ -28,8 +38,11 @@ from ._task import (
 )
 
 __all__ = [
+    "ORDER_DOMAIN_NAME",
+    "ORDER_DOMAIN_VERSION",
     "SHA256_RE",
     "TERMINAL_STATES",
+    "Address",
     "BlobClient",
     "Bundle",
     "CoordinatorError",
@@ -55,11 +68,16 @@ __all__ = [
     "RemoteFrame",
     "ResultManifest",
     "Sha256",
+    "SignedOrder",
     "Task",
+    "TaskOrder",
     "TaskSpec",
     "TaskState",
     "VerifyMode",
     "is_sha256",
     "raise_for_error",
     "sha256_hex",
+    "spec_hash_bytes32",
+    "task_key",
+    "task_order_typed_data",
 ]
