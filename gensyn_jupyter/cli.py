@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import devnet_dir
+
+if TYPE_CHECKING:
+    from .chain import BudgetPolicy
 
 __all__ = ["main"]
 
@@ -18,7 +24,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     devnet = sub.add_parser("devnet", help="a local network: coordinator + providers on loopback")
-    devnet.add_argument("action", choices=["up", "down", "status"])
+    devnet.add_argument("action", choices=["up", "down", "status", "faucet"])
+    devnet.add_argument("address", nargs="?", help="faucet: the address to fund")
+    devnet.add_argument(
+        "--chain",
+        choices=["auto", "anvil", "embedded", "none"],
+        default="auto",
+        help="escrow chain: anvil when installed, else the embedded node (default); "
+        "'none' runs a free network",
+    )
     devnet.add_argument("--providers", type=int, default=2, help="providers to start (default 2)")
     devnet.add_argument(
         "--port", type=int, default=0, help="coordinator port (default: a free one)"
@@ -47,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
         default=15.0,
         help="seconds without a heartbeat before a provider loses its lease",
     )
+    coord.add_argument("--rpc", default=None, help="JSON-RPC URL of the chain (escrow on)")
+    coord.add_argument("--market", default=None, help="address of the deployed TaskMarket")
+    coord.add_argument(
+        "--rate-wei", type=int, default=10**12, help="price of one GPU-second in wei"
+    )
 
     prov = sub.add_parser("provider", help="offer this machine to a coordinator")
     prov.add_argument("--coordinator", required=True, help="coordinator URL")
@@ -59,13 +78,82 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="blob cache and task directories (default ~/.gensyn/provider)",
     )
+    signer = sub.add_parser(
+        "signer",
+        help="approve and fund your tasks within a budget (key from GENSYN_PRIVATE_KEY "
+        "or GENSYN_KEYSTORE + GENSYN_PASSPHRASE)",
+    )
+    signer.add_argument("--network", required=True, help="coordinator URL")
+    signer.add_argument(
+        "--budget",
+        default="off",
+        help="'devnet' (1 ETH a task, 10 a day), 'off' (default: nothing signed unasked), "
+        "or 'TASK_ETH/DAY_ETH' such as 0.05/1",
+    )
     return parser
+
+
+def _budget(text: str) -> BudgetPolicy:
+    from .chain import BudgetPolicy
+
+    if text == "devnet":
+        return BudgetPolicy.devnet()
+    if text == "off":
+        return BudgetPolicy.off()
+    try:
+        task, day = (int(Decimal(part) * 10**18) for part in text.split("/"))
+    except (ValueError, ArithmeticError):
+        raise SystemExit(
+            f"gensyn signer: --budget {text!r}: use devnet, off or TASK_ETH/DAY_ETH"
+        ) from None
+    return BudgetPolicy(enabled=True, per_task_wei=task, per_day_wei=day)
+
+
+def _signer(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from .chain import BudgetLedger, Signer, SignerConfigError, account_from_env
+    from .config import gensyn_home
+
+    try:
+        account = account_from_env()
+    except SignerConfigError as exc:
+        print(f"gensyn signer: {exc}", file=sys.stderr)
+        return 2
+    ledger = BudgetLedger(path=gensyn_home() / "budget.json", policy=_budget(args.budget))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signer = Signer(
+        network=args.network,
+        account=account,
+        ledger=ledger,
+        log=lambda message: print(f"[signer] {message}", file=sys.stderr, flush=True),
+    )
+    try:
+        signer.run(stop)
+    finally:
+        signer.close()
+    return 0
 
 
 def _devnet(args: argparse.Namespace) -> int:
     from .devnet import devnet_status, run_devnet, start_detached, stop_devnet
 
     data_dir: Path = args.data_dir or devnet_dir()
+    if args.action == "faucet":
+        from .devnet import devnet_faucet
+
+        if not args.address:
+            print("gensyn devnet faucet: name the address to fund", file=sys.stderr)
+            return 2
+        try:
+            print(devnet_faucet(data_dir=data_dir, address=args.address))
+        except RuntimeError as exc:
+            print(f"gensyn devnet faucet: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.action == "up" and args.detach:
         try:
             state, started = start_detached(
@@ -73,6 +161,7 @@ def _devnet(args: argparse.Namespace) -> int:
                 port=args.port,
                 providers=args.providers,
                 lease_ttl=args.lease_ttl,
+                chain=args.chain,
             )
         except RuntimeError as exc:
             print(f"gensyn devnet up: {exc}", file=sys.stderr)
@@ -82,7 +171,11 @@ def _devnet(args: argparse.Namespace) -> int:
         return 0
     if args.action == "up":
         return run_devnet(
-            data_dir=data_dir, port=args.port, providers=args.providers, lease_ttl=args.lease_ttl
+            data_dir=data_dir,
+            port=args.port,
+            providers=args.providers,
+            lease_ttl=args.lease_ttl,
+            chain=args.chain,
         )
     if args.action == "down":
         print("devnet stopped" if stop_devnet(data_dir=data_dir) else "no devnet was running")
@@ -96,10 +189,30 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "devnet":
         return _devnet(args)
+    if args.command == "signer":
+        return _signer(args)
     if args.command == "coordinator":
-        from .coordinator import serve
+        from .coordinator import ChainConfig, serve
 
+        chain = None
+        if args.rpc or args.market:
+            key = os.environ.get("GENSYN_OPERATOR_KEY", "")
+            if not (args.rpc and args.market and key):
+                print(
+                    "gensyn coordinator: escrow needs --rpc, --market and the operator key "
+                    "in GENSYN_OPERATOR_KEY",
+                    file=sys.stderr,
+                )
+                return 2
+            chain = ChainConfig(
+                rpc_url=args.rpc,
+                market=args.market,
+                operator_key=key,
+                rate_wei_per_gpu_second=args.rate_wei,
+                faucet_key=os.environ.get("GENSYN_FAUCET_KEY") or None,
+            )
         serve(
+            chain=chain,
             host=args.host,
             port=args.port,
             data_dir=args.data_dir,
@@ -110,7 +223,17 @@ def main(argv: list[str] | None = None) -> int:
     from .config import gensyn_home
     from .provider import run_provider
 
+    account = None
+    if os.environ.get("GENSYN_PRIVATE_KEY") or os.environ.get("GENSYN_KEYSTORE"):
+        from .chain import SignerConfigError, account_from_env
+
+        try:
+            account = account_from_env()
+        except SignerConfigError as exc:
+            print(f"gensyn provider: {exc}", file=sys.stderr)
+            return 2
     run_provider(
+        account=account,
         coordinator=args.coordinator,
         work_dir=args.work_dir or gensyn_home() / "provider",
         name=args.name,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +22,10 @@ __all__ = [
     "gensyn_home",
     "pid_alive",
     "read_devnet_state",
+    "read_session_token",
     "running_devnet",
+    "session_file",
+    "write_session",
 ]
 
 
@@ -33,6 +38,41 @@ def gensyn_home() -> Path:
 def devnet_dir() -> Path:
     """State of the local devnet: database, blobs, logs, ``devnet.json``."""
     return gensyn_home() / "devnet"
+
+
+def session_file(network: str) -> Path:
+    """Where the session token of ``network`` is kept (written by the signer, not a key)."""
+    safe = re.sub(r"[^A-Za-z0-9.-]+", "_", network.split("://", 1)[-1]).strip("_")
+    return gensyn_home() / "sessions" / f"{safe}.json"
+
+
+def write_session(network: str, *, token: str, address: str, expires_at: float) -> Path:
+    """Store a session token for ``network`` (mode 0600), atomically."""
+    path = session_file(network)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(
+            {"network": network, "token": token, "address": address, "expires_at": expires_at},
+            handle,
+        )
+    os.replace(tmp, path)
+    return path
+
+
+def read_session_token(network: str) -> str | None:
+    """``$GENSYN_SESSION``, else the stored session token of ``network`` while it is valid."""
+    env = os.environ.get("GENSYN_SESSION", "").strip()
+    if env:
+        return env
+    try:
+        raw: Any = json.loads(session_file(network).read_text())
+        if float(raw["expires_at"]) > time.time():
+            return str(raw["token"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
 
 
 def configured_network() -> str | None:
@@ -72,6 +112,9 @@ class DevnetState:
     providers: int
     data_dir: str
     started_at: float
+    rpc_url: str | None = None
+    chain_id: int | None = None
+    market: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=2)
@@ -88,6 +131,9 @@ def read_devnet_state(directory: Path | None = None) -> DevnetState | None:
             providers=int(raw["providers"]),
             data_dir=str(raw["data_dir"]),
             started_at=float(raw["started_at"]),
+            rpc_url=raw.get("rpc_url"),
+            chain_id=raw.get("chain_id"),
+            market=raw.get("market"),
         )
     except (OSError, ValueError, KeyError, TypeError):
         return None

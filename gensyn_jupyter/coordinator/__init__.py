@@ -5,5 +5,6 @@ See ``docs/protocol.md`` for the API.  ``create_app`` builds the ASGI app;
 """
 
 from ._app import create_app, serve
+from ._chain import ChainConfig
 
-__all__ = ["create_app", "serve"]
+__all__ = ["ChainConfig", "create_app", "serve"]

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from .. import __version__
 from ._blobs import BlobStore
+from ._chain import ChainConfig, ChainLink
 from ._context import Context, Ctx, Settings, in_thread
 from ._db import Database
 from ._errors import install_error_handlers
@@ -21,10 +22,12 @@ from ._leases import expire_leases, grant_grace
 from ._limits import JsonBodyLimit
 from ._providers import count_online
 from ._routes_blobs import router as blobs_router
+from ._routes_chain import router as chain_router
 from ._routes_providers import leases as leases_router
 from ._routes_providers import providers as providers_router
 from ._routes_tasks import router as tasks_router
 from ._tasks import count_tasks
+from ._watcher import Keeper, apply_new_events
 
 __all__ = ["Health", "create_app", "serve"]
 
@@ -47,6 +50,23 @@ class Health(BaseModel):
     tasks: int
 
 
+async def _watch_chain_forever(ctx: Context) -> None:
+    """Apply contract events and call finalize/expire when due, for as long as the app runs."""
+    assert ctx.chain is not None
+    keeper = Keeper()
+    interval = ctx.chain.config.poll_seconds
+    while True:
+        try:
+            if await in_thread(apply_new_events, ctx):
+                ctx.events.notify()
+            sent = await in_thread(keeper.run_once, ctx)
+            if sent and await in_thread(apply_new_events, ctx):
+                ctx.events.notify()
+        except Exception:  # keep serving whatever went wrong (a node restart, say)
+            _log.exception("chain watcher failed; retrying")
+        await asyncio.sleep(interval)
+
+
 async def _expire_forever(ctx: Context) -> None:
     """Fail tasks whose provider went silent, for as long as the app runs."""
     interval = min(1.0, max(0.05, ctx.settings.lease_ttl_seconds / 4))
@@ -67,6 +87,7 @@ def create_app(
     heartbeat_seconds: float = 2.0,
     max_blob_bytes: int = 8 * 2**30,
     max_json_bytes: int = 16 * 2**20,
+    chain: ChainConfig | None = None,
 ) -> fastapi.FastAPI:
     """Build the coordinator's FastAPI app.
 
@@ -84,6 +105,8 @@ def create_app(
         Largest blob accepted (413 beyond).
     max_json_bytes
         Largest JSON request body accepted (413 beyond); also the largest bundle.
+    chain
+        The escrow contract and the operator key; None runs a free network.
 
     Returns
     -------
@@ -104,6 +127,7 @@ def create_app(
         db=Database(database_url),
         blobs=BlobStore(pathlib.Path(blob_dir), max_bytes=max_blob_bytes),
         settings=settings,
+        chain=ChainLink(chain) if chain is not None else None,
     )
 
     @contextlib.asynccontextmanager
@@ -111,13 +135,18 @@ def create_app(
         ctx.events.notify()  # fresh asyncio.Events for this loop
         ctx.queue.notify()
         await in_thread(grant_grace, ctx)
-        expiry = asyncio.create_task(_expire_forever(ctx), name="gensyn-lease-expiry")
+        background = [asyncio.create_task(_expire_forever(ctx), name="gensyn-lease-expiry")]
+        if ctx.chain is not None:
+            background.append(
+                asyncio.create_task(_watch_chain_forever(ctx), name="gensyn-chain-watcher")
+            )
         try:
             yield
         finally:
-            expiry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await expiry
+            for job in background:
+                job.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await job
             ctx.db.close()
 
     app = fastapi.FastAPI(
@@ -133,6 +162,7 @@ def create_app(
     app.include_router(tasks_router)
     app.include_router(providers_router)
     app.include_router(leases_router)
+    app.include_router(chain_router)
 
     @app.get("/v1/health", response_model=Health, tags=["health"], summary="Is it up?")
     async def health(ctx: Ctx) -> Health:
@@ -154,6 +184,7 @@ def serve(
     heartbeat_seconds: float = 2.0,
     max_blob_bytes: int = 8 * 2**30,
     max_json_bytes: int = 16 * 2**20,
+    chain: ChainConfig | None = None,
 ) -> None:
     """Run the coordinator with uvicorn until interrupted.
 
@@ -165,7 +196,7 @@ def serve(
         Holds ``coordinator.sqlite`` and ``blobs/`` (created when missing).
     database_url
         Another database instead of the SQLite file (e.g. PostgreSQL).
-    lease_ttl_seconds, heartbeat_seconds, max_blob_bytes, max_json_bytes
+    lease_ttl_seconds, heartbeat_seconds, max_blob_bytes, max_json_bytes, chain
         As for :func:`create_app`.
     """
     import uvicorn
@@ -179,5 +210,6 @@ def serve(
         heartbeat_seconds=heartbeat_seconds,
         max_blob_bytes=max_blob_bytes,
         max_json_bytes=max_json_bytes,
+        chain=chain,
     )
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)

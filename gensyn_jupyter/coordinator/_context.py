@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ._blobs import BlobStore
+from ._chain import ChainLink
 from ._db import Database
 from ._errors import ApiError
 from ._events import Notifier
@@ -50,6 +51,8 @@ class Context:
     """Set when an event is appended to any task."""
     queue: Notifier = field(default_factory=Notifier)
     """Set when a task becomes ``queued``."""
+    chain: ChainLink | None = None
+    """The market and operator key; None on a free network (no escrow)."""
 
 
 def get_context(request: Request) -> Context:

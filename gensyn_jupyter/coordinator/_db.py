@@ -30,10 +30,15 @@ from sqlalchemy.pool import StaticPool
 __all__ = [
     "Base",
     "BlobRow",
+    "ChainCursorRow",
+    "ChainEventRow",
     "Database",
     "EventRow",
     "LeaseRow",
+    "NonceRow",
+    "OrderRow",
     "ProviderRow",
+    "SessionRow",
     "TaskRow",
 ]
 
@@ -62,6 +67,9 @@ class TaskRow(Base):
     started_at: Mapped[float | None] = mapped_column(Float, default=None)
     finished_at: Mapped[float | None] = mapped_column(Float, default=None)
     gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    account: Mapped[str | None] = mapped_column(String(42), default=None, index=True)
+    chain_key: Mapped[str | None] = mapped_column(String(66), default=None, unique=True)
+    payment: Mapped[str | None] = mapped_column(Text, default=None)
 
     __table_args__ = ({"sqlite_autoincrement": True},)
 
@@ -79,6 +87,7 @@ class ProviderRow(Base):
     last_seen: Mapped[float] = mapped_column(Float)
     offline: Mapped[bool] = mapped_column(Boolean, default=False)
     tasks_done: Mapped[int] = mapped_column(Integer, default=0)
+    address: Mapped[str | None] = mapped_column(String(42), default=None)
 
 
 class LeaseRow(Base):
@@ -120,6 +129,58 @@ class EventRow(Base):
         Index("ix_events_task_id_id", "task_id", "id"),
         {"sqlite_autoincrement": True},
     )
+
+
+class SessionRow(Base):
+    """A signed-in account (Sign-In with Ethereum); the token only hashed."""
+
+    __tablename__ = "sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    address: Mapped[str] = mapped_column(String(42), index=True)
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
+class NonceRow(Base):
+    """A sign-in nonce handed out and not yet used."""
+
+    __tablename__ = "siwe_nonces"
+
+    nonce: Mapped[str] = mapped_column(String(64), primary_key=True)
+    domain: Mapped[str] = mapped_column(String(255))
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
+class OrderRow(Base):
+    """A signed task order; one per (account, nonce) so no order is used twice."""
+
+    __tablename__ = "orders"
+
+    account: Mapped[str] = mapped_column(String(42), primary_key=True)
+    nonce: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"), unique=True)
+    signature: Mapped[str] = mapped_column(String(132))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class ChainEventRow(Base):
+    """A contract event already applied (so none is applied twice)."""
+
+    __tablename__ = "chain_events"
+
+    tx_hash: Mapped[str] = mapped_column(String(66), primary_key=True)
+    log_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    block: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(64))
+
+
+class ChainCursorRow(Base):
+    """The last block whose events were all applied (one row)."""
+
+    __tablename__ = "chain_cursor"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    block: Mapped[int] = mapped_column(Integer)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -26,7 +26,8 @@ _log = logging.getLogger("gensyn_jupyter.coordinator")
 
 _DESCRIPTIONS = {
     400: "Bad request: the detail says what is wrong",
-    401: "Missing or wrong bearer token",
+    401: "Missing or wrong bearer token, or not signed in",
+    402: "The escrow on chain is missing or short",
     403: "The token belongs to another provider",
     404: "Unknown id or route",
     409: "Conflict with the current state of the task or lease",

@@ -15,14 +15,17 @@ from ..protocol import (
     EventsPost,
     EventsPostReply,
     MetricPoint,
+    Payment,
     ResultManifest,
     Task,
     TaskState,
+    TxRef,
 )
 from ._context import Context
 from ._db import LeaseRow, ProviderRow, TaskRow
 from ._errors import ApiError, validation_problem
 from ._events import append_event
+from ._payments import add_tx
 from ._providers import authenticate, touch
 from ._tasks import end_run, set_state, task_from_row, task_row
 
@@ -104,6 +107,31 @@ def post_events(ctx: Context, lease_id: str, token: str, body: EventsPost) -> Ev
         return EventsPostReply(accepted=len(events), cancelled=False)
 
 
+def _commit_paid(
+    session: Session, task: TaskRow, name: str, manifest: ResultManifest, now: float
+) -> None:
+    """A paid task's result: committed now, settled when the chain says so."""
+    payment = Payment.model_validate_json(task.payment or "")
+    if manifest.commit_tx is not None:
+        payment = add_tx(payment, TxRef(kind="commit", hash=manifest.commit_tx))
+        task.payment = payment.model_dump_json()
+    window = "the challenge window" if payment.challenge_ends_at is None else "its challenge window"
+    end_run(
+        session,
+        task,
+        TaskState.COMMITTED,
+        f"result committed by {name} on chain; paid after {window} closes",
+        now,
+    )
+    set_state(
+        session,
+        task,
+        TaskState.VERIFIED,
+        "verification: none (result trusted, not checked); waiting for settlement",
+        now,
+    )
+
+
 def post_result(ctx: Context, lease_id: str, token: str, manifest: ResultManifest) -> Task:
     """Finish a lease's task with the provider's result (or the cell's error)."""
     if not math.isfinite(manifest.duration_s):
@@ -119,6 +147,13 @@ def post_result(ctx: Context, lease_id: str, token: str, manifest: ResultManifes
     now = time.time()
     with ctx.db.write() as session:
         lease, provider, task = _held_lease(session, lease_id, token, now)
+        if task.payment is not None and manifest.commit_tx is None and manifest.error is None:
+            raise ApiError(
+                400,
+                f"task {task.id} is paid: commit the result on chain (TaskMarket.commit) "
+                "and send the transaction hash as 'commit_tx'",
+                "commit_tx",
+            )
         cancelled = task.state == TaskState.CANCELLED.value
         lease.released_at = now
         lease.release_reason = "the task was cancelled" if cancelled else "its result was posted"
@@ -139,6 +174,8 @@ def post_result(ctx: Context, lease_id: str, token: str, manifest: ResultManifes
                     now,
                     error=err.model_dump(mode="json"),
                 )
+            elif task.payment is not None:
+                _commit_paid(session, task, name, manifest, now)
             else:
                 end_run(session, task, TaskState.COMMITTED, f"result committed by {name}", now)
                 set_state(

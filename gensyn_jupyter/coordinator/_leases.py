@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
 
-from ..protocol import Lease, ProviderInfo, TaskState
+from ..chain import MarketError
+from ..protocol import Lease, Payment, ProviderInfo, TaskState
 from ._context import Context
 from ._db import LeaseRow, ProviderRow, TaskRow
 from ._ids import new_id
@@ -16,6 +18,8 @@ from ._providers import authenticate, describe_device, touch
 from ._tasks import end_run, set_state, task_from_row, task_row
 
 __all__ = ["Poller", "claim", "expire_leases", "grant_grace", "start_polling"]
+
+_log = logging.getLogger("gensyn_jupyter.coordinator")
 
 
 @dataclass(frozen=True)
@@ -60,12 +64,36 @@ def start_polling(ctx: Context, provider_id: str, token: str) -> Poller:
         return Poller(provider.id, provider.name, ProviderInfo.model_validate_json(provider.info))
 
 
+def _can_take_paid(ctx: Context, address: str | None) -> bool:
+    if ctx.chain is None or address is None:
+        return False
+    try:
+        return ctx.chain.bonded_stake(address) >= ctx.chain.min_stake
+    except Exception:  # an unreachable node: take no paid task this round
+        _log.exception("could not read the stake of %s", address)
+        return False
+
+
 def claim(ctx: Context, poller: Poller) -> Lease | None:
     """Give the oldest queued task this provider can run to it, or None.
 
     Runs in one transaction under the writer lock, and the ``queued -> running``
-    update is conditional, so two providers never get the same task.
+    update is conditional, so two providers never get the same task. A paid
+    task goes only to a provider with enough stake, and is assigned to it on
+    chain in the same transaction (a refused assignment leaves it queued).
     """
+    try:
+        return _claim(ctx, poller)
+    except _AssignRefused as exc:
+        _log.warning("%s", exc)
+        return None
+
+
+class _AssignRefused(Exception):
+    pass
+
+
+def _claim(ctx: Context, poller: Poller) -> Lease | None:
     now = time.time()
     info = poller.info
     ttl = ctx.settings.lease_ttl_seconds
@@ -79,6 +107,8 @@ def claim(ctx: Context, poller: Poller) -> Lease | None:
         )
         if info.device_type != "cuda":
             query = query.where(TaskRow.device != "cuda")
+        if not _can_take_paid(ctx, provider.address):
+            query = query.where(TaskRow.payment.is_(None))
         task = session.scalar(query.order_by(TaskRow.seq).limit(1))
         if task is None:
             return None
@@ -105,6 +135,21 @@ def claim(ctx: Context, poller: Poller) -> Lease | None:
             expires_at=now + ttl,
         )
         session.add(lease)
+        if task.payment is not None and ctx.chain is not None and provider.address is not None:
+            payment = Payment.model_validate_json(task.payment)
+            price = payment.order.max_price_wei
+            try:
+                tx = ctx.chain.assign(bytes.fromhex(payment.task_key[2:]), provider.address, price)
+            except MarketError as exc:
+                raise _AssignRefused(f"task {task.id} could not be assigned: {exc}") from None
+            payment = payment.model_copy(
+                update={
+                    "provider_address": provider.address,
+                    "price_wei": price,
+                    "transactions": [*payment.transactions, tx],
+                }
+            )
+            task.payment = payment.model_dump_json()
         set_state(
             session,
             task,

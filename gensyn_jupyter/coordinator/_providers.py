@@ -56,10 +56,13 @@ def provider_from_row(row: ProviderRow, ctx: Context, busy: bool, now: float) ->
         state=state,
         last_seen=row.last_seen,
         tasks_done=row.tasks_done,
+        address=row.address,
     )
 
 
-def register_provider(ctx: Context, info: ProviderInfo) -> ProviderRegistration:
+def register_provider(
+    ctx: Context, info: ProviderInfo, address: str | None = None
+) -> ProviderRegistration:
     """Record a provider and give it a bearer token (kept only hashed)."""
     now = time.time()
     token = new_token()
@@ -73,6 +76,7 @@ def register_provider(ctx: Context, info: ProviderInfo) -> ProviderRegistration:
             last_seen=now,
             offline=False,
             tasks_done=0,
+            address=address,
         )
         session.add(row)
         session.flush()

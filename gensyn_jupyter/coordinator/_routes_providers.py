@@ -18,6 +18,7 @@ from ..protocol import (
     ResultManifest,
     Task,
 )
+from ._auth import OptionalAccount
 from ._context import Ctx, Token, in_thread
 from ._errors import error_responses
 from ._lease_posts import post_events, post_result
@@ -39,9 +40,13 @@ _AUTH = (401, 403, 404)
     summary="Register a provider",
     responses=error_responses(400, 413, 422),
 )
-async def register(info: ProviderInfo, ctx: Ctx) -> ProviderRegistration:
-    """Record the provider's hardware; the answer holds its bearer token."""
-    return await in_thread(register_provider, ctx, info)
+async def register(info: ProviderInfo, ctx: Ctx, account: OptionalAccount) -> ProviderRegistration:
+    """Record the provider's hardware; the answer holds its bearer token.
+
+    A provider signed in with its own key (``Authorization: Bearer <session>``)
+    is paid to that address and can take paid tasks once staked.
+    """
+    return await in_thread(register_provider, ctx, info, account)
 
 
 @providers.get("", response_model=list[Provider], summary="List providers")

@@ -10,9 +10,11 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import JSONResponse
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from ..protocol import TERMINAL_STATES, Event, Task, TaskSpec, TaskState
+from ..protocol import TERMINAL_STATES, Event, SignedOrder, Task, TaskSpec, TaskState
+from ._auth import OptionalAccount, RequiredAccount
 from ._context import Context, Ctx, in_thread
 from ._errors import ApiError, error_responses
+from ._payments import accept_order
 from ._tasks import cancel_task, create_task, get_task, list_tasks, task_events
 
 __all__ = ["router"]
@@ -31,9 +33,13 @@ _TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
     summary="Submit a task",
     responses=error_responses(400, 413, 422),
 )
-async def submit_task(spec: TaskSpec, ctx: Ctx) -> Task:
-    """Queue a task whose bundle (and every blob it names) was uploaded."""
-    task = await in_thread(create_task, ctx, spec)
+async def submit_task(spec: TaskSpec, ctx: Ctx, account: OptionalAccount) -> Task:
+    """Queue a task whose bundle (and every blob it names) was uploaded.
+
+    On a network with escrow the task waits in ``awaiting_approval`` for its
+    owner's order (``POST /v1/tasks/{id}/order``); a session is required.
+    """
+    task = await in_thread(create_task, ctx, spec, account)
     ctx.queue.notify()
     ctx.events.notify()
     return task
@@ -49,9 +55,12 @@ async def get_tasks(
     ctx: Ctx,
     state: TaskState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    account: Annotated[
+        str | None, Query(pattern=r"^0x[0-9a-fA-F]{40}$", description="only this owner's tasks")
+    ] = None,
 ) -> list[Task]:
     """Tasks, newest first; ``state`` keeps only those in that state."""
-    return await in_thread(list_tasks, ctx, state, limit)
+    return await in_thread(list_tasks, ctx, state, limit, account)
 
 
 @router.get(
@@ -71,6 +80,20 @@ async def read_task(task_id: str, ctx: Ctx) -> Task:
 async def cancel(task_id: str, ctx: Ctx) -> Task:
     """Cancel a task that has not ended (a cancelled one answers as it is)."""
     task = await in_thread(cancel_task, ctx, task_id)
+    ctx.events.notify()
+    return task
+
+
+@router.post(
+    "/{task_id}/order",
+    response_model=Task,
+    summary="Approve a paid task with its owner's signed, funded order",
+    responses=error_responses(400, 401, 402, 403, 404, 409, 422),
+)
+async def post_order(task_id: str, signed: SignedOrder, ctx: Ctx, account: RequiredAccount) -> Task:
+    """Check the EIP-712 signature, the nonce and the escrow on chain; queue the task."""
+    task = await in_thread(accept_order, ctx, task_id, account, signed)
+    ctx.queue.notify()
     ctx.events.notify()
     return task
 

@@ -13,7 +13,16 @@ from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..protocol import Bundle, Event, ResultManifest, Task, TaskSpec, TaskState, VerifyMode
+from ..protocol import (
+    Bundle,
+    Event,
+    Payment,
+    ResultManifest,
+    Task,
+    TaskSpec,
+    TaskState,
+    VerifyMode,
+)
 from ._context import Context
 from ._db import TaskRow
 from ._errors import ApiError, validation_problem
@@ -49,6 +58,8 @@ def task_from_row(row: TaskRow) -> Task:
         started_at=row.started_at,
         finished_at=row.finished_at,
         gpu_seconds=row.gpu_seconds,
+        account=row.account,
+        payment=Payment.model_validate_json(row.payment) if row.payment else None,
     )
 
 
@@ -109,8 +120,18 @@ def _check_bundle(ctx: Context, spec: TaskSpec) -> None:
             )
 
 
-def create_task(ctx: Context, spec: TaskSpec) -> Task:
-    """Check the bundle and its blobs, then queue the task."""
+def create_task(ctx: Context, spec: TaskSpec, account: str | None = None) -> Task:
+    """Check the bundle and its blobs, then queue the task.
+
+    On a network with a chain the task waits in ``awaiting_approval`` for
+    its owner's signed and funded order instead (see ``_payments``).
+    """
+    if ctx.chain is not None and account is None:
+        raise ApiError(
+            401,
+            "sign in first: this network takes payment, so every task belongs to an account. "
+            "Open the Gensyn panel to connect a wallet, or run `gensyn signer` with your key",
+        )
     if spec.verify is not VerifyMode.NONE:
         raise ApiError(
             400,
@@ -133,10 +154,19 @@ def create_task(ctx: Context, spec: TaskSpec) -> Task:
             created_at=now,
             updated_at=now,
             gpu_seconds=0.0,
+            account=account,
         )
         session.add(row)
         session.flush()
-        set_state(session, row, TaskState.QUEUED, "queued; waiting for a provider", now)
+        if ctx.chain is None or account is None:
+            set_state(session, row, TaskState.QUEUED, "queued; waiting for a provider", now)
+            return task_from_row(row)
+        from ._payments import awaiting_message, draft_payment, save_payment
+
+        payment = draft_payment(ctx.chain, session, task_id, account, spec, now)
+        row.chain_key = payment.task_key
+        save_payment(row, payment)
+        set_state(session, row, TaskState.AWAITING_APPROVAL, awaiting_message(payment), now)
         return task_from_row(row)
 
 
@@ -146,11 +176,15 @@ def get_task(ctx: Context, task_id: str) -> Task:
         return task_from_row(task_row(session, task_id))
 
 
-def list_tasks(ctx: Context, state: TaskState | None, limit: int) -> list[Task]:
-    """Tasks, newest first, optionally only those in ``state``."""
+def list_tasks(
+    ctx: Context, state: TaskState | None, limit: int, account: str | None = None
+) -> list[Task]:
+    """Tasks, newest first, optionally only those in ``state`` or of ``account``."""
     query = select(TaskRow).order_by(TaskRow.seq.desc()).limit(limit)
     if state is not None:
         query = query.where(TaskRow.state == state.value)
+    if account is not None:
+        query = query.where(func.lower(TaskRow.account) == account.lower())
     with ctx.db.read() as session:
         return [task_from_row(r) for r in session.scalars(query)]
 

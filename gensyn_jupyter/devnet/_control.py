@@ -13,7 +13,7 @@ import httpx
 
 from ..config import DevnetState, pid_alive, read_devnet_state
 
-__all__ = ["devnet_status", "start_detached", "stop_devnet"]
+__all__ = ["devnet_faucet", "devnet_status", "start_detached", "stop_devnet"]
 
 
 def _running(data_dir: Path) -> DevnetState | None:
@@ -30,6 +30,7 @@ def start_detached(
     port: int = 0,
     providers: int = 2,
     lease_ttl: float = 15.0,
+    chain: str = "auto",
     timeout: float = 180.0,
 ) -> tuple[DevnetState, bool]:
     """Start the devnet in the background; return its state and whether it was started now."""
@@ -54,6 +55,8 @@ def start_detached(
                 str(data_dir),
                 "--lease-ttl",
                 str(lease_ttl),
+                "--chain",
+                chain,
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -92,6 +95,28 @@ def stop_devnet(*, data_dir: Path, timeout: float = 20.0) -> bool:
     return True
 
 
+def devnet_faucet(*, data_dir: Path, address: str) -> str:
+    """Ask the running devnet's faucet for coins; the line to print.
+
+    Raises
+    ------
+    RuntimeError
+        When no devnet runs, it has no chain, or the address is malformed.
+    """
+    state = _running(data_dir)
+    if state is None:
+        raise RuntimeError("no devnet running; start one with `gensyn devnet up --detach`")
+    reply = httpx.post(f"{state.url}/v1/faucet", json={"address": address}, timeout=30.0)
+    if reply.status_code != 200:
+        try:
+            detail = reply.json().get("detail", reply.text)
+        except ValueError:
+            detail = reply.text
+        raise RuntimeError(f"the faucet refused: {detail}")
+    body = reply.json()
+    return f"sent {body['wei'] / 10**18:g} ETH to {body['address']} (tx {body['tx']})"
+
+
 def devnet_status(*, data_dir: Path) -> str:
     """One paragraph on the devnet: where, since when, providers, tasks."""
     state = _running(data_dir)
@@ -106,6 +131,11 @@ def devnet_status(*, data_dir: Path) -> str:
         f"devnet at {state.url} (pid {state.pid}, up {time.time() - state.started_at:.0f} s), "
         f"{health.get('tasks', 0)} tasks, state in {data_dir}"
     ]
+    if state.rpc_url:
+        lines.append(
+            f"  chain {state.chain_id} at {state.rpc_url}, TaskMarket {state.market} "
+            "(dev keys only: play money)"
+        )
     lines += [
         f"  {p['info']['name']} ({p['id']}): {p['state']}, {p['info']['device_type']}"
         for p in providers

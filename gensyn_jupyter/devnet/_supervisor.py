@@ -13,7 +13,8 @@ from typing import IO
 
 import httpx
 
-from ..config import DevnetState
+from ..config import DevnetState, session_file
+from ._chain import MAX_PROVIDERS, start_devnet_chain
 
 __all__ = ["free_port", "run_devnet"]
 
@@ -30,9 +31,12 @@ def free_port() -> int:
 
 
 class _Child:
-    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
+    def __init__(
+        self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.name = name
         self.argv = argv
+        self.env = {**os.environ, **env} if env else None
         self.log_path = log_path
         self.restarts = 0
         self._log: IO[bytes] = open(log_path, "ab")  # noqa: SIM115 (kept open for the child)
@@ -40,7 +44,11 @@ class _Child:
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            self.argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
         )
 
     def restart(self) -> None:
@@ -66,7 +74,9 @@ class _Child:
         self._log.close()
 
 
-def _wait_ready(url: str, providers: int, children: list[_Child]) -> None:
+def _wait_ready(
+    url: str, providers: int, children: list[_Child], session: Path | None = None
+) -> None:
     deadline = time.monotonic() + _READY_TIMEOUT
     with httpx.Client(base_url=url, timeout=2.0) as client:
         while time.monotonic() < deadline:
@@ -78,7 +88,8 @@ def _wait_ready(url: str, providers: int, children: list[_Child]) -> None:
                     )
             try:
                 listed = client.get("/v1/providers").json()
-                if sum(1 for p in listed if p["state"] != "offline") >= providers:
+                online = sum(1 for p in listed if p["state"] != "offline")
+                if online >= providers and (session is None or session.exists()):
                     return
             except (httpx.HTTPError, ValueError):
                 pass
@@ -93,11 +104,15 @@ def run_devnet(
     providers: int = 2,
     threads: int | None = None,
     lease_ttl: float = 15.0,
+    chain: str = "auto",
 ) -> int:
     """Run the devnet in the foreground until SIGINT/SIGTERM; return an exit code.
 
     Writes ``data_dir/devnet.json`` once every provider has registered and
-    removes it on the way out. Children that die are restarted (at most
+    removes it on the way out. With ``chain`` other than ``none`` a dev chain
+    (anvil, or the embedded node) runs the escrow: the market is deployed,
+    providers stake with their dev keys, and a signer approves the notebook
+    user's tasks within the devnet budget. Children that die are restarted (at most
     five times each), so a crashed provider does not take the devnet down.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -105,6 +120,20 @@ def run_devnet(
     url = f"http://127.0.0.1:{port}"
     threads = threads or max(1, (os.cpu_count() or 1) // max(1, providers))
     exe = [sys.executable, "-m", "gensyn_jupyter"]
+    if chain != "none" and providers > MAX_PROVIDERS:
+        print(f"devnet failed: at most {MAX_PROVIDERS} providers", file=sys.stderr, flush=True)
+        return 1
+    devchain = (
+        start_devnet_chain(kind=chain, log_path=data_dir / "chain.log") if chain != "none" else None
+    )
+    coordinator_env: dict[str, str] = {}
+    chain_args: list[str] = []
+    if devchain is not None:
+        chain_args = ["--rpc", devchain.node.rpc_url, "--market", devchain.market]
+        coordinator_env = {
+            "GENSYN_OPERATOR_KEY": devchain.operator_key,
+            "GENSYN_FAUCET_KEY": devchain.faucet_key,
+        }
     children = [
         _Child(
             "coordinator",
@@ -119,8 +148,10 @@ def run_devnet(
                 str(data_dir / "coordinator"),
                 "--lease-ttl",
                 str(lease_ttl),
+                *chain_args,
             ],
             data_dir / "coordinator.log",
+            coordinator_env,
         )
     ]
     for index in range(1, providers + 1):
@@ -140,6 +171,16 @@ def run_devnet(
                     str(threads),
                 ],
                 data_dir / f"provider-{index}.log",
+                {"GENSYN_PRIVATE_KEY": devchain.provider_key(index)} if devchain else None,
+            )
+        )
+    if devchain is not None:
+        children.append(
+            _Child(
+                "signer",
+                [*exe, "signer", "--network", url, "--budget", "devnet"],
+                data_dir / "signer.log",
+                {"GENSYN_PRIVATE_KEY": devchain.user_key},
             )
         )
     stopping = False
@@ -153,13 +194,16 @@ def run_devnet(
     state_path = data_dir / "devnet.json"
     code = 0
     try:
-        _wait_ready(url, providers, children)
+        _wait_ready(url, providers, children, session_file(url) if devchain else None)
         state = DevnetState(
             pid=os.getpid(),
             url=url,
             providers=providers,
             data_dir=str(data_dir),
             started_at=time.time(),
+            rpc_url=devchain.node.rpc_url if devchain else None,
+            chain_id=devchain.node.chain_id if devchain else None,
+            market=devchain.market if devchain else None,
         )
         tmp = state_path.with_suffix(".tmp")
         tmp.write_text(state.to_json())
@@ -189,5 +233,7 @@ def run_devnet(
         deadline = time.monotonic() + 10.0
         for child in reversed(children):
             child.reap(deadline)
+        if devchain is not None:
+            devchain.stop()
         print("devnet stopped", flush=True)
     return code

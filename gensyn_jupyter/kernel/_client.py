@@ -8,6 +8,7 @@ from typing import Any, get_args
 
 import httpx
 
+from ..config import read_session_token
 from ..protocol import (
     BlobClient,
     CoordinatorError,
@@ -53,8 +54,19 @@ class CoordinatorClient:
         body: dict[str, Any] = response.json()
         return body
 
+    def _session_headers(self) -> dict[str, str]:
+        """The account's session token (written by the signer or the panel), if any.
+
+        A session token is not a key: it lets the kernel submit tasks that the
+        account's wallet must still approve and fund.
+        """
+        token = read_session_token(self.base_url)
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def create_task(self, spec: TaskSpec) -> Task:
-        response = self._http.post("/v1/tasks", json=spec.model_dump(mode="json"))
+        response = self._http.post(
+            "/v1/tasks", json=spec.model_dump(mode="json"), headers=self._session_headers()
+        )
         raise_for_error(response)
         return Task.model_validate(response.json())
 
@@ -74,7 +86,7 @@ class CoordinatorClient:
         return [Provider.model_validate(item) for item in response.json()]
 
     def cancel(self, task_id: str) -> Task:
-        response = self._http.post(f"/v1/tasks/{task_id}/cancel")
+        response = self._http.post(f"/v1/tasks/{task_id}/cancel", headers=self._session_headers())
         raise_for_error(response)
         return Task.model_validate(response.json())
 

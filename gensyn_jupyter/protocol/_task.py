@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._bundle import Sha256
+from ._payment import Payment
 from ._states import TaskState, VerifyMode
 
 __all__ = [
@@ -90,6 +91,11 @@ class ResultManifest(_Model):
     duration_s: float = 0.0
     steps: int = 0
     device: str = "cpu"
+    commit_tx: str | None = Field(
+        default=None,
+        pattern=r"^0x[0-9a-f]{64}$",
+        description="on a paid network: the provider's commit transaction",
+    )
 
 
 class GpuInfo(_Model):
@@ -116,6 +122,7 @@ class Provider(_Model):
     state: Literal["idle", "busy", "offline"]
     last_seen: float
     tasks_done: int = 0
+    address: str | None = Field(default=None, description="paid to this account (signed in)")
 
 
 class ProviderRegistration(_Model):
@@ -148,6 +155,8 @@ class Task(_Model):
     started_at: float | None = None
     finished_at: float | None = None
     gpu_seconds: float = 0.0
+    account: str | None = Field(default=None, description="the signed-in account that owns it")
+    payment: Payment | None = Field(default=None, description="escrow; None on a free network")
 
 
 class Lease(_Model):

@@ -37,8 +37,18 @@ class ProviderClient:
             raise RuntimeError("the provider is not registered yet")
         return self.registration.provider.id
 
-    def register(self, info: ProviderInfo) -> ProviderRegistration:
-        response = self._http.post("/v1/providers", json=info.model_dump(mode="json"))
+    @property
+    def http(self) -> httpx.Client:
+        return self._http
+
+    def register(
+        self, info: ProviderInfo, session_token: str | None = None
+    ) -> ProviderRegistration:
+        headers = {"Authorization": f"Bearer {session_token}"} if session_token else {}
+        self._http.headers.pop("Authorization", None)
+        response = self._http.post(
+            "/v1/providers", json=info.model_dump(mode="json"), headers=headers
+        )
         raise_for_error(response)
         self.registration = ProviderRegistration.model_validate(response.json())
         self._http.headers["Authorization"] = f"Bearer {self.registration.token}"

@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
+from eth_account.signers.local import LocalAccount
 
+from ..chain import MarketError, chain_info, sign_in
 from ..protocol import CoordinatorError, ProviderInfo
 from ._client import ProviderClient
 from ._hardware import detect_hardware
+from ._payout import Payout
 from ._pool import WorkerPool, worker_environment
 from ._runner import TaskRunner
 
@@ -30,7 +33,9 @@ class _Daemon:
         info: ProviderInfo,
         runner: TaskRunner,
         stop: threading.Event,
+        account: LocalAccount | None = None,
     ) -> None:
+        self.account = account
         self.client = client
         self.info = info
         self.runner = runner
@@ -44,7 +49,7 @@ class _Daemon:
         backoff = 0.2
         while not self.stop.is_set():
             try:
-                reg = self.client.register(self.info)
+                reg = self.client.register(self.info, self._sign_in())
             except (httpx.HTTPError, CoordinatorError) as exc:
                 self.log(f"cannot register yet ({exc}); retrying in {backoff:.1f} s")
                 self.stop.wait(backoff)
@@ -54,7 +59,39 @@ class _Daemon:
             self.reregister.clear()
             return
 
+    def _sign_in(self) -> str | None:
+        """On a paid network: sign in with the provider's key and keep the stake up."""
+        chain = chain_info(self.client.http)
+        if chain is None:
+            return None
+        if self.account is None:
+            self.log(
+                "this network pays providers on chain, but no key is set "
+                "(GENSYN_PRIVATE_KEY or GENSYN_KEYSTORE): only free tasks will be offered"
+            )
+            return None
+        if self.runner.payout is None:
+            self.runner.payout = Payout(account=self.account, chain=chain, log=self.log)
+        try:
+            self.runner.payout.ensure_stake()
+        except (MarketError, ValueError) as exc:
+            self.log(f"could not stake: {exc}")
+        return sign_in(self.client.http, self.account).token
+
+    def _collect_earnings(self) -> None:
+        payout = self.runner.payout
+        if payout is None:
+            return
+        try:
+            earned = payout.withdraw()
+        except Exception as exc:  # the node may be down for a moment
+            self.log(f"could not withdraw earnings: {exc}")
+            return
+        if earned:
+            self.log(f"withdrew {earned} wei of earnings")
+
     def heartbeat_loop(self) -> None:
+        beats = 0
         while not self.stop.is_set():
             registration = self.client.registration
             interval = registration.heartbeat_seconds if registration else 1.0
@@ -75,6 +112,9 @@ class _Daemon:
             for task_id in beat.cancel:
                 self.log(f"{task_id} cancelled by its owner")
                 self.runner.cancel(task_id)
+            beats += 1
+            if beats % 3 == 0:
+                self._collect_earnings()
 
     def lease_loop(self) -> None:
         backoff = 0.2
@@ -108,6 +148,7 @@ def run_provider(
     name: str | None = None,
     device: Literal["auto", "cpu", "cuda"] = "auto",
     threads: int | None = None,
+    account: LocalAccount | None = None,
 ) -> None:
     """Serve leases from ``coordinator`` until SIGINT or SIGTERM.
 
@@ -123,6 +164,8 @@ def run_provider(
         ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
     threads
         torch threads per worker (default: torch's own choice).
+    account
+        The provider's own key, paid for its work on a network with escrow.
     """
     info = detect_hardware(name=name, device=device)
     client = ProviderClient(base_url=coordinator)
@@ -137,7 +180,7 @@ def run_provider(
         threads=threads,
         log=lambda message: _log(info.name, message),
     )
-    daemon = _Daemon(client=client, info=info, runner=runner, stop=stop)
+    daemon = _Daemon(client=client, info=info, runner=runner, stop=stop, account=account)
 
     def _on_signal(signum: int, _frame: object) -> None:
         stop.set()

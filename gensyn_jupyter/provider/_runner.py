@@ -23,6 +23,7 @@ from ..protocol import (
     sha256_hex,
 )
 from ._client import ProviderClient
+from ._payout import Payout
 from ._pool import Worker, WorkerPool
 
 __all__ = ["TaskRunner"]
@@ -78,6 +79,8 @@ class TaskRunner:
         threads: int | None,
         log: Callable[[str], None],
     ) -> None:
+        self.payout: Payout | None = None
+        """Commits paid results on chain (set once the provider signed in)."""
         self._client = client
         self._info = info
         self._blob_dir = work_dir / "blobs"
@@ -172,6 +175,7 @@ class TaskRunner:
             }
         )
         self._log(f"running {task.id} on {device} (worker pid {worker.proc.pid})")
+        started = time.monotonic()
         done = threading.Event()
         sender = threading.Thread(target=self._send_loop, args=(lease, outbox, done, worker))
         sender.daemon = True
@@ -192,6 +196,9 @@ class TaskRunner:
         try:
             if self._cancelled.is_set():
                 self._log(f"{task.id} was cancelled; worker stopped")
+                if self.payout is not None and task.payment is not None:
+                    spent = time.monotonic() - started
+                    self.payout.commit(lease, ResultManifest(duration_s=spent, device=device))
                 return
             manifest = self._collect(
                 workdir, worker, stderr_tail.text, timed_out, task.spec.max_seconds
@@ -266,6 +273,8 @@ class TaskRunner:
         return manifest
 
     def _post_result(self, lease: Lease, manifest: ResultManifest) -> None:
+        if self.payout is not None and lease.task.payment is not None:
+            manifest.commit_tx = self.payout.commit(lease, manifest)
         try:
             self._client.post_result(lease.id, manifest)
         except CoordinatorError as exc:

@@ -1,0 +1,95 @@
+"""Money and identity at the API: chain facts, sessions, a task's payment and its transactions."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ._orders import Address, TaskOrder
+
+__all__ = [
+    "ChainInfo",
+    "LoginRequest",
+    "Payment",
+    "Session",
+    "SiweChallenge",
+    "TxKind",
+    "TxRef",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ChainInfo(_Model):
+    """``GET /v1/chain``: where the escrow lives and what it costs."""
+
+    rpc_url: str
+    chain_id: int
+    market: Address
+    operator: Address
+    min_stake_wei: int
+    challenge_window_s: int
+    rate_wei_per_gpu_second: int = Field(description="price of one GPU-second on this network")
+    faucet: bool = Field(description="true on a devnet: POST /v1/faucet funds an address")
+
+
+class SiweChallenge(_Model):
+    """``POST /v1/auth/nonce``: what to put in the Sign-In with Ethereum message."""
+
+    nonce: str
+    domain: str
+    uri: str
+    chain_id: int
+    statement: str
+
+
+class LoginRequest(_Model):
+    """``POST /v1/auth/login``: the EIP-4361 message text and its signature."""
+
+    message: str = Field(max_length=4000)
+    signature: str = Field(pattern=r"^0x[0-9a-fA-F]{130}$")
+
+
+class Session(_Model):
+    """A signed-in account: send ``Authorization: Bearer <token>``."""
+
+    token: str
+    address: Address
+    expires_at: float
+
+
+TxKind = Literal["fund", "assign", "commit", "finalize", "cancel", "expire", "challenge", "resolve"]
+
+
+class TxRef(_Model):
+    """A transaction that moved the task on chain."""
+
+    kind: TxKind
+    hash: str = Field(pattern=r"^0x[0-9a-f]{64}$")
+    block: int | None = None
+
+
+class Payment(_Model):
+    """A paid task's escrow, as the coordinator read it from the chain.
+
+    ``order`` is what the owner's wallet signs; the amounts after it are
+    filled in from contract events.
+    """
+
+    order: TaskOrder
+    task_key: str = Field(description="0x-hex keccak256 of the task id: its id on chain")
+    rate_wei_per_gpu_second: int
+    signed: bool = False
+    funded: bool = False
+    provider_address: Address | None = None
+    price_wei: int | None = None
+    amount_due_wei: int | None = None
+    challenge_ends_at: int | None = None
+    outcome: Literal["finalized", "cancelled", "expired", "slashed"] | None = None
+    provider_paid_wei: int = 0
+    verifier_paid_wei: int = 0
+    refunded_wei: int = 0
+    transactions: list[TxRef] = Field(default_factory=list)

@@ -1,0 +1,93 @@
+"""A provider's side of the escrow: its own key, its stake, its commits, its earnings.
+
+The key comes from the provider's own environment (``GENSYN_PRIVATE_KEY`` or
+a keystore); the coordinator never sees it. The provider signs in with it,
+stakes, commits each paid result on chain and withdraws what it earned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections.abc import Callable
+
+from eth_account.signers.local import LocalAccount
+from web3 import HTTPProvider, Web3
+
+from ..chain import Market, MarketError
+from ..protocol import ChainInfo, Lease, ResultManifest
+
+__all__ = ["Payout", "amount_due", "output_hash"]
+
+
+def amount_due(lease: Lease, duration_s: float) -> int:
+    """What the provider charges: GPU-seconds used times the rate, at most the agreed price."""
+    payment = lease.task.payment
+    if payment is None:
+        return 0
+    used = math.ceil(max(0.0, duration_s) * lease.task.spec.gpus * payment.rate_wei_per_gpu_second)
+    cap = payment.price_wei if payment.price_wei is not None else payment.order.max_price_wei
+    return min(used, cap)
+
+
+def output_hash(manifest: ResultManifest) -> bytes:
+    """sha256 of the result manifest as posted (names the output blobs by their hashes)."""
+    body = manifest.model_dump_json(exclude={"commit_tx"})
+    return hashlib.sha256(body.encode()).digest()
+
+
+class Payout:
+    """Stake, commit and withdraw for one provider account."""
+
+    def __init__(
+        self, *, account: LocalAccount, chain: ChainInfo, log: Callable[[str], None]
+    ) -> None:
+        self.account = account
+        self.chain = chain
+        self._log = log
+        self._w3 = Web3(HTTPProvider(chain.rpc_url, request_kwargs={"timeout": 10}))
+        self._market = Market(w3=self._w3, address=chain.market)
+        self._lock = threading.Lock()
+
+    def ensure_stake(self) -> None:
+        """Top the bonded stake up to the market's minimum (from the provider's balance)."""
+        bonded, _unbonding, _until = self._market.call("stakeOf", self.account.address)
+        missing = self.chain.min_stake_wei - int(bonded)
+        if missing <= 0:
+            return
+        balance = self._w3.eth.get_balance(self.account.address)
+        if balance < missing:
+            self._log(
+                f"cannot stake: {self.account.address} holds {balance} wei, the market needs "
+                f"{missing} more wei of stake; paid tasks will not be offered to it"
+            )
+            return
+        self._market.transact(self.account, "stake", value=missing)
+        self._log(f"staked {missing} wei as {self.account.address}")
+
+    def commit(self, lease: Lease, manifest: ResultManifest) -> str | None:
+        """Commit the result of a paid lease on chain; the transaction hash, or None on refusal."""
+        payment = lease.task.payment
+        if payment is None:
+            return None
+        key = bytes.fromhex(payment.task_key[2:])
+        digest = output_hash(manifest)
+        due = amount_due(lease, manifest.duration_s)
+        try:
+            with self._lock:
+                receipt = self._market.transact(self.account, "commit", key, digest, digest, due)
+        except MarketError as exc:
+            self._log(f"commit of {lease.task.id} refused on chain: {exc}")
+            return None
+        self._log(f"committed {lease.task.id} on chain: {due} wei due")
+        return "0x" + bytes(receipt["transactionHash"]).hex()
+
+    def withdraw(self) -> int:
+        """Withdraw earned credit, if any; returns the wei withdrawn."""
+        credit = int(self._market.call("credits", self.account.address))
+        if credit <= 0:
+            return 0
+        with self._lock:
+            self._market.transact(self.account, "withdraw")
+        return credit
