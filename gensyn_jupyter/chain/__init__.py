@@ -1,9 +1,10 @@
 """The EVM side: contract artifacts, a web3 client of the market, the dev chain, wallet helpers.
 
-Imports only ``protocol/`` of ours. The kernel never imports this package:
-no key and no signing happen in the kernel.
+Imports only ``protocol/`` (and ``config``) of ours. The kernel never imports
+this package: no key and no signing happen in the kernel.
 """
 
+from ._budget import BudgetDecision, BudgetError, BudgetLedger, BudgetPolicy, format_eth
 from ._devchain import (
     DEV_MNEMONIC,
     Devchain,
@@ -12,12 +13,60 @@ from ._devchain import (
     start_anvil,
     start_devchain,
 )
+from ._embedded import start_embedded
+from ._keystore import (
+    DEFAULT_SCRYPT_N,
+    Keystore,
+    KeystoreError,
+    KeystoreLocked,
+    WrongPassphrase,
+    default_keystore_dir,
+)
+from ._market import Market, MarketConfig, MarketError, MarketEvent, OnchainTask, TaskStatus
+from ._session import chain_info, sign_in
+from ._signer import Signer, approve_task
+from ._signer_env import SignerConfigError, account_from_env
+from ._signing import OrderRejected, check_order, recover_order_signer, sign_order
+from ._siwe import SiweError, SiweMessage, new_nonce, sign_siwe, verify_siwe
 
 __all__ = [
+    "DEFAULT_SCRYPT_N",
     "DEV_MNEMONIC",
+    "BudgetDecision",
+    "BudgetError",
+    "BudgetLedger",
+    "BudgetPolicy",
     "Devchain",
+    "Keystore",
+    "KeystoreError",
+    "KeystoreLocked",
+    "Market",
+    "MarketConfig",
+    "MarketError",
+    "MarketEvent",
+    "OnchainTask",
+    "OrderRejected",
+    "Signer",
+    "SignerConfigError",
+    "SiweError",
+    "SiweMessage",
+    "TaskStatus",
+    "WrongPassphrase",
+    "account_from_env",
     "anvil_binary",
+    "approve_task",
+    "chain_info",
+    "check_order",
+    "default_keystore_dir",
     "dev_accounts",
+    "format_eth",
+    "new_nonce",
+    "recover_order_signer",
+    "sign_in",
+    "sign_order",
+    "sign_siwe",
     "start_anvil",
     "start_devchain",
+    "start_embedded",
+    "verify_siwe",
 ]

@@ -152,7 +152,7 @@ class Signer:
             if payment is None or task.id in self._refunded or payment.outcome is not None:
                 continue
             key = task_key(task.id)
-            if self.market.task(key).status != TaskStatus.FUNDED:
+            if self.market.task(key).status != TaskStatus.OPEN:
                 self._refunded.add(task.id)
                 continue
             try:

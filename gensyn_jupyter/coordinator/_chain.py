@@ -21,6 +21,7 @@ from ..protocol import ChainInfo, TxKind, TxRef
 __all__ = ["ChainConfig", "ChainLink"]
 
 _log = logging.getLogger("gensyn_jupyter.coordinator.chain")
+_KEEPER_GAS = 300_000
 
 
 @dataclass(frozen=True)
@@ -104,8 +105,15 @@ class ChainLink:
         """The market's record of a task (status ``None`` when unknown)."""
         return self.market.task(key)
 
-    def _send(self, kind: TxKind, sender: LocalAccount, function: str, *args: object) -> TxRef:
-        receipt = self.market.transact(sender, function, *args)
+    def _send(
+        self,
+        kind: TxKind,
+        sender: LocalAccount,
+        function: str,
+        *args: object,
+        gas: int | None = None,
+    ) -> TxRef:
+        receipt = self.market.transact(sender, function, *args, gas=gas)
         return TxRef(
             kind=kind,
             hash="0x" + bytes(receipt["transactionHash"]).hex(),
@@ -126,13 +134,17 @@ class ChainLink:
             price,
         )
 
+    # Keeper calls carry a fixed gas limit: estimating runs against the latest
+    # block, whose timestamp on an idle automining devnet is still that of the
+    # commit, so an estimate would revert "window open" forever. Sent as is,
+    # the transaction is mined in a new block with the current time.
     def finalize(self, key: bytes) -> TxRef:
         """Pay out a committed task whose challenge window closed (anyone may)."""
-        return self._send("finalize", self.operator, "finalize", key)
+        return self._send("finalize", self.operator, "finalize", key, gas=_KEEPER_GAS)
 
     def expire(self, key: bytes) -> TxRef:
         """Refund a task whose deadline passed without a commit (anyone may)."""
-        return self._send("expire", self.operator, "expire", key)
+        return self._send("expire", self.operator, "expire", key, gas=_KEEPER_GAS)
 
     def events(self, from_block: int, to_block: int) -> list[MarketEvent]:
         """The market's events in the block range."""

@@ -128,8 +128,8 @@ def _check_escrow(chain: ChainLink, order: TaskOrder) -> None:
             f"order is for {format_eth(order.total_wei)}",
             "funding_tx",
         )
-    if onchain.spec_hash.hex() != order.spec_hash or onchain.deadline != order.deadline:
-        raise ApiError(409, "the escrow on chain was created for another spec hash or deadline")
+    if onchain.deadline != order.deadline:
+        raise ApiError(409, "the escrow on chain was created with another deadline")
 
 
 def accept_order(ctx: Context, task_id: str, account: str, signed: SignedOrder) -> Task:

@@ -64,9 +64,9 @@ def _apply(
         payment = payment.model_copy(
             update={
                 "outcome": "finalized",
-                "provider_paid_wei": int(args["providerPaid"]),
-                "verifier_paid_wei": int(args["verifierPaid"]),
-                "refunded_wei": int(args["refunded"]),
+                "provider_paid_wei": int(args["paidProviders"]),
+                "verifier_paid_wei": int(args["paidVerifier"]),
+                "refunded_wei": int(args["refund"]),
             }
         )
         paid = (
@@ -77,11 +77,11 @@ def _apply(
             set_state(session, row, TaskState.SETTLED, paid, now, payment=_summary(payment))
     elif name == "TaskCancelled":
         payment = payment.model_copy(
-            update={"outcome": "cancelled", "refunded_wei": payment.order.total_wei}
+            update={"outcome": "cancelled", "refunded_wei": int(args["refund"])}
         )
     elif name == "TaskExpired":
         payment = payment.model_copy(
-            update={"outcome": "expired", "refunded_wei": payment.order.total_wei}
+            update={"outcome": "expired", "refunded_wei": int(args["refund"])}
         )
         if not TaskState(row.state).terminal:
             set_state(
@@ -89,7 +89,7 @@ def _apply(
                 row,
                 TaskState.EXPIRED,
                 f"expired: the deadline passed without a result; "
-                f"{format_eth(payment.order.total_wei)} refunded",
+                f"{format_eth(payment.refunded_wei)} refunded",
                 now,
             )
     return payment
@@ -165,6 +165,7 @@ class Keeper:
             return 0
         now = time.time()
         block_time = max(int(now), int(chain.w3.eth.get_block("latest")["timestamp"]))
+        # the next block is mined at the current time or later
         with ctx.db.read() as session:
             rows = session.execute(
                 select(TaskRow.id, TaskRow.chain_key, TaskRow.payment, TaskRow.state).where(

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Generator, MutableMapping
 from typing import Any, Protocol
 
-from ..protocol import CoordinatorError, Event, Task, TaskState
+from ..protocol import CoordinatorError, Event, Payment, Task, TaskState, TxRef
 from ._client import CoordinatorClient
 from ._errors import GensynError, RemoteTaskError
 
@@ -276,10 +276,17 @@ class TaskHandle:
                 )
             raise GensynError(f"task {task.id} failed: {task.error}")
         if task.state == TaskState.CANCELLED:
+            paid = (
+                "; the provider is paid for the time it ran and the rest of the escrow is "
+                "refunded when the chain settles (handle.payment)"
+                if task.payment is not None
+                else "; nothing was paid (this network has no escrow)"
+            )
             raise GensynError(
                 f"task {task.id} was cancelled after {self.steps} steps"
                 + (f" on provider {self.provider}" if self.provider else "")
-                + "; nothing was paid (this network has no escrow yet) and nothing was loaded"
+                + paid
+                + " and nothing was loaded"
             )
         if task.state != TaskState.SETTLED or task.result is None:
             raise GensynError(f"task {task.id} ended {task.state}; there is nothing to load")
@@ -295,6 +302,21 @@ class TaskHandle:
         self.steps = max(self.steps, task.result.steps)
         self.device = task.result.device
         return self.outputs
+
+    @property
+    def payment(self) -> Payment | None:
+        """The escrow of a paid task as the coordinator last read it (None on a free network)."""
+        task = self._task
+        if task is None or task.payment is None or task.payment.outcome is None:
+            with contextlib.suppress(Exception):
+                task = self._client.get_task(self.task_id)
+        return task.payment if task is not None else None
+
+    @property
+    def transactions(self) -> list[TxRef]:
+        """The on-chain transactions of a paid task: fund, assign, commit, finalize..."""
+        payment = self.payment
+        return list(payment.transactions) if payment is not None else []
 
     def apply(self, namespace: MutableMapping[str, Any] | None = None) -> list[str]:
         """Load the results into the namespace (once): modules and optimizers in place."""
@@ -339,6 +361,19 @@ class TaskHandle:
             "gpu_seconds": self.duration,
             "loss_first": losses[0] if losses else None,
             "loss_last": losses[-1] if losses else None,
+            **self._payment_summary(),
+        }
+
+    def _payment_summary(self) -> dict[str, Any]:
+        task = self._task
+        payment = task.payment if task is not None else None
+        if payment is None:
+            return {}
+        return {
+            "escrow_wei": payment.order.total_wei,
+            "provider_paid_wei": payment.provider_paid_wei,
+            "refunded_wei": payment.refunded_wei,
+            "transactions": [t.model_dump() for t in payment.transactions],
         }
 
     def __repr__(self) -> str:
