@@ -14,10 +14,10 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
 
+from ..protocol import format_eth
 from ..protocol._orders import TaskOrder
 
 __all__ = [
@@ -35,40 +35,6 @@ _ASK = "approve this task in the Gensyn panel"
 
 class BudgetError(Exception):
     """The budget ledger cannot be read or written."""
-
-
-def format_eth(wei: int, *, digits: int = 6) -> str:
-    """An amount in ETH for people: at most ``digits`` significant digits after the point.
-
-    Parameters
-    ----------
-    wei
-        The amount in wei.
-    digits
-        Significant digits kept in the fraction; the integer part is never rounded.
-
-    Returns
-    -------
-    str
-        For example ``"0.0012 ETH"``, ``"1 ETH"``, ``"2.5 ETH"``.
-
-    Examples
-    --------
-    >>> format_eth(1_200_000_000_000_000)
-    '0.0012 ETH'
-    >>> format_eth(10**18)
-    '1 ETH'
-    """
-    eth = Decimal(wei).scaleb(-18)
-    whole = abs(int(eth))
-    if whole:
-        places = max(0, digits - len(str(whole)))
-    else:
-        places = digits - 1 - eth.adjusted() if wei else 0
-    text = format(eth.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN), "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return f"{text} ETH"
 
 
 def _distinct(a: int, b: int) -> tuple[str, str]:

@@ -195,4 +195,4 @@ def start_devchain(*, port: int = 0, log_path: Path | None = None) -> Devchain:
         return start_anvil(port=port, log_path=log_path)
     from ._embedded import start_embedded
 
-    return start_embedded(port=port)
+    return start_embedded(port=port, log_path=log_path)

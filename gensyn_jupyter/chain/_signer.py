@@ -89,17 +89,43 @@ class Signer:
         self.poll_seconds = poll_seconds
         self._log = log
         self._http = httpx.Client(base_url=self.network, timeout=30.0)
-        info = chain_info(self._http)
-        if info is None:
-            raise ValueError(f"{self.network} runs without a chain: there is nothing to sign")
-        self.chain = info
-        self.market = Market(
-            w3=Web3(HTTPProvider(info.rpc_url, request_kwargs={"timeout": 10})),
-            address=info.market,
-        )
+        self._market: Market | None = None
         self._told: set[str] = set()
         self._refunded: set[str] = set()
         self._session_expires = 0.0
+
+    @property
+    def market(self) -> Market:
+        """The market this network's coordinator names (after :meth:`connect`)."""
+        if self._market is None:
+            raise RuntimeError("the signer is not connected yet: call connect() first")
+        return self._market
+
+    def connect(self, stop: threading.Event | None = None, timeout: float = 60.0) -> None:
+        """Read where the escrow lives, waiting up to ``timeout`` s for the coordinator.
+
+        Raises
+        ------
+        ValueError
+            When the network runs without a chain (nothing to sign).
+        httpx.HTTPError
+            When the coordinator does not answer in time.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                info = chain_info(self._http)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline or (stop is not None and stop.is_set()):
+                    raise
+                time.sleep(0.2)
+        if info is None:
+            raise ValueError(f"{self.network} runs without a chain: there is nothing to sign")
+        self._market = Market(
+            w3=Web3(HTTPProvider(info.rpc_url, request_kwargs={"timeout": 10})),
+            address=info.market,
+        )
 
     def sign_in(self) -> None:
         """Open a session and store its token where the kernel finds it."""
@@ -171,6 +197,7 @@ class Signer:
 
     def run(self, stop: threading.Event) -> None:
         """Approve, refund and withdraw until ``stop`` is set."""
+        self.connect(stop)
         self.sign_in()
         last_sweep = 0.0
         while not stop.is_set():

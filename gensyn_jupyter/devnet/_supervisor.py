@@ -88,6 +88,8 @@ def _wait_ready(
                     )
             try:
                 listed = client.get("/v1/providers").json()
+                if not isinstance(listed, list):
+                    raise ValueError("the coordinator is not serving providers yet")
                 online = sum(1 for p in listed if p["state"] != "offline")
                 if online >= providers and (session is None or session.exists()):
                     return

@@ -13,7 +13,16 @@ from ._orders import (
     task_key,
     task_order_typed_data,
 )
-from ._payment import ChainInfo, LoginRequest, Payment, Session, SiweChallenge, TxKind, TxRef
+from ._payment import (
+    ChainInfo,
+    LoginRequest,
+    Payment,
+    Session,
+    SiweChallenge,
+    TxKind,
+    TxRef,
+    format_eth,
+)
 from ._states import TERMINAL_STATES, TaskState, VerifyMode
 from ._task import (
     ErrorBody,
@@ -82,6 +91,7 @@ __all__ = [
     "TxKind",
     "TxRef",
     "VerifyMode",
+    "format_eth",
     "is_sha256",
     "raise_for_error",
     "sha256_hex",

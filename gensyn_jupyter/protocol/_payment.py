@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -16,6 +17,7 @@ __all__ = [
     "SiweChallenge",
     "TxKind",
     "TxRef",
+    "format_eth",
 ]
 
 
@@ -93,3 +95,37 @@ class Payment(_Model):
     verifier_paid_wei: int = 0
     refunded_wei: int = 0
     transactions: list[TxRef] = Field(default_factory=list)
+
+
+def format_eth(wei: int, *, digits: int = 6) -> str:
+    """An amount in ETH for people: at most ``digits`` significant digits after the point.
+
+    Parameters
+    ----------
+    wei
+        The amount in wei.
+    digits
+        Significant digits kept in the fraction; the integer part is never rounded.
+
+    Returns
+    -------
+    str
+        For example ``"0.0012 ETH"``, ``"1 ETH"``, ``"2.5 ETH"``.
+
+    Examples
+    --------
+    >>> format_eth(1_200_000_000_000_000)
+    '0.0012 ETH'
+    >>> format_eth(10**18)
+    '1 ETH'
+    """
+    eth = Decimal(wei).scaleb(-18)
+    whole = abs(int(eth))
+    if whole:
+        places = max(0, digits - len(str(whole)))
+    else:
+        places = digits - 1 - eth.adjusted() if wei else 0
+    text = format(eth.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN), "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return f"{text} ETH"

@@ -7,6 +7,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
+from ..protocol import format_eth
 from ._format import Rate, fmt_duration, fmt_int, fmt_value
 from ._series import coerce_point
 
@@ -167,4 +168,9 @@ def _summary_line(state: str, summary: Mapping[str, Any]) -> str:
     first, last = summary.get("loss_first"), summary.get("loss_last")
     if first is not None and last is not None:
         words.append(f"loss {fmt_value(float(first))} → {fmt_value(float(last))}")
+    if summary.get("provider_paid_wei") is not None:
+        words.append(
+            f"paid {format_eth(int(summary['provider_paid_wei']))}, "
+            f"refunded {format_eth(int(summary.get('refunded_wei') or 0))}"
+        )
     return " · ".join(words)
