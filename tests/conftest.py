@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
+import gensyn_jupyter.chain  # noqa: F401  (first: imports py_ecc keeping the recursion limit)
 from gensyn_jupyter.config import read_devnet_state
 
 from ._devnet import Devnet, gensyn

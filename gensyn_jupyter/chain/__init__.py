@@ -4,6 +4,14 @@ Imports only ``protocol/`` (and ``config``) of ours. The kernel never imports
 this package: no key and no signing happen in the kernel.
 """
 
+import sys as _sys
+
+# py_ecc (imported by web3 and eth-account) raises the interpreter's recursion
+# limit to 100000 at import; a deep recursion then overflows the C stack and
+# crashes the process instead of raising RecursionError (a deeply nested JSON
+# body could take a coordinator down). Processes of ours keep their limit.
+_RECURSION_LIMIT = _sys.getrecursionlimit()
+
 from ._budget import BudgetDecision, BudgetError, BudgetLedger, BudgetPolicy, format_eth
 from ._devchain import (
     DEV_MNEMONIC,
@@ -28,6 +36,8 @@ from ._signer import Signer, approve_task
 from ._signer_env import SignerConfigError, account_from_env
 from ._signing import OrderRejected, check_order, recover_order_signer, sign_order
 from ._siwe import SiweError, SiweMessage, new_nonce, sign_siwe, verify_siwe
+
+_sys.setrecursionlimit(_RECURSION_LIMIT)
 
 __all__ = [
     "DEFAULT_SCRYPT_N",
