@@ -10,6 +10,7 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: install demo lab test lint pytest chromium devnet-down clean
 
 $(STAMP): pyproject.toml package.json
+	npm install --no-audit --no-fund  # JupyterLab builder, esbuild, solc-js, anvil
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade 'pip>=24,<27'
 	$(BIN)/pip install -q torch==2.13.0

@@ -369,10 +369,11 @@ class TaskHandle:
         payment = task.payment if task is not None else None
         if payment is None:
             return {}
+        settled = payment.outcome is not None
         return {
             "escrow_wei": payment.order.total_wei,
-            "provider_paid_wei": payment.provider_paid_wei,
-            "refunded_wei": payment.refunded_wei,
+            "provider_paid_wei": payment.provider_paid_wei if settled else None,
+            "refunded_wei": payment.refunded_wei if settled else None,
             "transactions": [t.model_dump() for t in payment.transactions],
         }
 
