@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
@@ -158,7 +159,7 @@ class ChainLink:
         """Send devnet coins from the faucet key; returns the transaction hash."""
         if self.faucet is None:
             raise RuntimeError("no faucet on this network")
-        tx = {
+        tx: dict[str, Any] = {
             "to": Web3.to_checksum_address(address),
             "value": wei if wei is not None else self.config.faucet_wei,
             "nonce": self.w3.eth.get_transaction_count(self.faucet.address, "pending"),
