@@ -29,6 +29,7 @@ from gensyn_jupyter.chain import (
     sign_in,
     sign_order,
     start_anvil,
+    start_embedded,
 )
 from gensyn_jupyter.coordinator import ChainConfig, create_app
 from gensyn_jupyter.protocol import Task, TaskOrder, task_key, task_order_typed_data
@@ -46,9 +47,10 @@ _PROVIDER_INFO = {
 }
 
 
-@pytest.fixture(scope="module")
-def chain() -> Iterator[Devchain]:
-    node = start_anvil()
+@pytest.fixture(scope="module", params=["anvil", "embedded"])
+def chain(request: pytest.FixtureRequest) -> Iterator[Devchain]:
+    """Both dev nodes: the embedded one must behave as anvil does for the whole flow."""
+    node = start_anvil() if request.param == "anvil" else start_embedded()
     try:
         yield node
     finally:

@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from eth_account import Account
+from web3 import HTTPProvider, Web3
 
 from gensyn_jupyter.config import read_devnet_state
 
@@ -63,12 +65,28 @@ def test_foreground_devnet_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(240)
-def test_detached_devnet_status_and_down(tmp_path: Path) -> None:
+def test_detached_devnet_on_the_embedded_chain_status_faucet_and_down(tmp_path: Path) -> None:
     env = {"GENSYN_HOME": str(tmp_path)}
-    assert "devnet started at http://127.0.0.1:" in gensyn("devnet", "up", "--detach", env=env)
+    up = gensyn("devnet", "up", "--detach", "--chain", "embedded", env=env)
+    assert "devnet started at http://127.0.0.1:" in up
     assert "already running" in gensyn("devnet", "up", "--detach", env=env)
     status = gensyn("devnet", "status", env=env)
     assert "devnet-1" in status and "devnet-2" in status and "idle" in status
+    assert "chain 31337 at http://127.0.0.1:" in status and "TaskMarket 0x" in status
+    fresh = Account.create().address
+    assert f"sent 10 ETH to {fresh}" in gensyn("devnet", "faucet", fresh, env=env)
+    state = read_devnet_state(tmp_path / "devnet")
+    assert state is not None and state.rpc_url is not None
+    assert Web3(HTTPProvider(state.rpc_url)).eth.get_balance(fresh) == 10 * 10**18
+    refused = subprocess.run(
+        [*GENSYN, "devnet", "faucet", "0x1234"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 1 and "the faucet refused" in refused.stderr
     assert "devnet stopped" in gensyn("devnet", "down", env=env)
     assert "no devnet running" in gensyn("devnet", "status", env=env)
 
