@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ __all__ = [
     "Devchain",
     "anvil_binary",
     "dev_accounts",
+    "launch_node",
     "start_anvil",
     "start_devchain",
 ]
@@ -142,34 +144,63 @@ def start_anvil(
             "or set GENSYN_ANVIL to its path"
         )
     port = port or _free_port()
+    command = [
+        str(exe),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--chain-id",
+        str(chain_id),
+        "--accounts",
+        str(accounts),
+        "--balance",
+        str(balance_eth),
+        "--mnemonic",
+        DEV_MNEMONIC,
+    ]
+    return launch_node(
+        "anvil", command, port=port, chain_id=chain_id, accounts=accounts, log_path=log_path
+    )
+
+
+def _log_tail(log: IO[bytes], log_path: Path | None, limit: int = 4000) -> str:
+    """The end of the node's log, read without moving the offset it shares with the child."""
+    log.flush()
+    if log_path is not None:
+        data = log_path.read_bytes()[-limit:]
+    else:
+        size = os.fstat(log.fileno()).st_size
+        data = os.pread(log.fileno(), limit, max(0, size - limit))
+    return data.decode(errors="replace").strip()
+
+
+def launch_node(
+    kind: str,
+    command: list[str],
+    *,
+    port: int,
+    chain_id: int,
+    accounts: int,
+    log_path: Path | None,
+) -> Devchain:
+    """Run a node's ``command`` listening on ``port`` and wait until it answers JSON-RPC.
+
+    Raises
+    ------
+    RuntimeError
+        When it exits or does not answer ``eth_chainId`` within 30 s; the
+        message carries the end of its log.
+    """
     url = f"http://127.0.0.1:{port}"
     log: IO[bytes] = (
-        open(log_path, "ab") if log_path is not None else open(os.devnull, "wb")  # noqa: SIM115
+        open(log_path, "ab") if log_path is not None else tempfile.TemporaryFile()  # noqa: SIM115
     )
-    proc = subprocess.Popen(
-        [
-            str(exe),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--chain-id",
-            str(chain_id),
-            "--accounts",
-            str(accounts),
-            "--balance",
-            str(balance_eth),
-            "--mnemonic",
-            DEV_MNEMONIC,
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     chain = Devchain(
         rpc_url=url,
         chain_id=chain_id,
-        kind="anvil",
+        kind=kind,
         accounts=dev_accounts(accounts),
         _process=proc,
         _log=log,
@@ -177,16 +208,19 @@ def start_anvil(
     deadline = time.monotonic() + _READY_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            tail = _log_tail(log, log_path)
             chain.stop()
-            tail = log_path.read_text(errors="replace")[-2000:] if log_path else ""
-            raise RuntimeError(f"anvil exited with code {proc.returncode}: {tail}")
+            raise RuntimeError(f"the {kind} node exited with code {proc.returncode}: {tail}")
         try:
             _rpc(url, "eth_chainId")
             return chain
         except (httpx.HTTPError, ValueError):
             time.sleep(0.02)
+    tail = _log_tail(log, log_path)
     chain.stop()
-    raise RuntimeError(f"anvil did not answer on {url} within {_READY_TIMEOUT:.0f} s")
+    raise RuntimeError(
+        f"the {kind} node did not answer on {url} within {_READY_TIMEOUT:.0f} s: {tail}"
+    )
 
 
 def start_devchain(*, port: int = 0, log_path: Path | None = None) -> Devchain:

@@ -10,34 +10,15 @@ cheap: py-evm is imported only by the subprocess.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
-from typing import IO
 
-import httpx
-
-from ._devchain import Devchain, _free_port, _rpc, dev_accounts
+from ._devchain import Devchain, _free_port, launch_node
 
 __all__ = ["start_embedded"]
 
-_READY_TIMEOUT = 30.0
 _MODULE = "gensyn_jupyter.chain._embedded_rpc"
 """The server's module: not imported by the package, so ``python -m`` runs it cleanly."""
-
-
-def _log_tail(log: IO[bytes], log_path: Path | None, limit: int = 4000) -> str:
-    """The end of the node's log, read without moving the offset it shares with the child."""
-    log.flush()
-    if log_path is not None:
-        data = log_path.read_bytes()[-limit:]
-    else:
-        size = os.fstat(log.fileno()).st_size
-        data = os.pread(log.fileno(), limit, max(0, size - limit))
-    return data.decode(errors="replace").strip()
 
 
 def start_embedded(
@@ -76,10 +57,6 @@ def start_embedded(
         carries the end of its log.
     """
     port = port or _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log: IO[bytes] = (
-        open(log_path, "ab") if log_path is not None else tempfile.TemporaryFile()  # noqa: SIM115
-    )
     command = [
         sys.executable,
         "-m",
@@ -95,29 +72,9 @@ def start_embedded(
         "--balance",
         str(balance_eth),
     ]
-    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
-    chain = Devchain(
-        rpc_url=url,
-        chain_id=chain_id,
-        kind="embedded",
-        accounts=dev_accounts(accounts),
-        _process=proc,
-        _log=log,
+    return launch_node(
+        "embedded", command, port=port, chain_id=chain_id, accounts=accounts, log_path=log_path
     )
-    deadline = time.monotonic() + _READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = _log_tail(log, log_path)
-            chain.stop()
-            raise RuntimeError(f"the embedded chain exited with code {proc.returncode}: {tail}")
-        try:
-            _rpc(url, "eth_chainId")
-            return chain
-        except (httpx.HTTPError, ValueError):
-            time.sleep(0.05)
-    tail = _log_tail(log, log_path)
-    chain.stop()
-    raise RuntimeError(f"the embedded chain did not answer on {url} within 30 s: {tail}")
 
 
 if __name__ == "__main__":
