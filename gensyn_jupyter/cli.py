@@ -78,6 +78,18 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="blob cache and task directories (default ~/.gensyn/provider)",
     )
+    wallet = sub.add_parser(
+        "wallet",
+        help="the encrypted keystore (scrypt) in the Jupyter data dir: create, import, list",
+    )
+    wallet.add_argument("action", choices=["create", "import", "list"])
+    wallet.add_argument(
+        "--keystore-dir",
+        type=Path,
+        default=None,
+        help="default: $GENSYN_KEYSTORE_DIR or <jupyter data dir>/gensyn/keystore",
+    )
+
     signer = sub.add_parser(
         "signer",
         help="approve and fund your tasks within a budget (key from GENSYN_PRIVATE_KEY "
@@ -138,6 +150,40 @@ def _signer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _secret(prompt: str, env: str) -> str:
+    """A secret from ``$env`` (headless) or typed at a prompt; never from the command line."""
+    import getpass
+
+    value = os.environ.get(env)
+    if value is not None:
+        return value
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    return getpass.getpass(prompt)
+
+
+def _wallet(args: argparse.Namespace) -> int:
+    from .chain import Keystore, KeystoreError, default_keystore_dir
+
+    keystore = Keystore(directory=args.keystore_dir or default_keystore_dir())
+    try:
+        if args.action == "list":
+            found = keystore.addresses()
+            print("\n".join(found) if found else f"no keys in {keystore.directory}")
+            return 0
+        if args.action == "import":
+            key = _secret("private key (hex, not echoed): ", "GENSYN_IMPORT_KEY")
+            address = keystore.import_key(key, _secret("passphrase: ", "GENSYN_PASSPHRASE"))
+        else:
+            passphrase = _secret("passphrase (8 characters or more): ", "GENSYN_PASSPHRASE")
+            address = keystore.create(passphrase)
+    except KeystoreError as exc:
+        print(f"gensyn wallet {args.action}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{address} stored encrypted in {keystore.directory}")
+    return 0
+
+
 def _devnet(args: argparse.Namespace) -> int:
     from .devnet import devnet_status, run_devnet, start_detached, stop_devnet
 
@@ -191,6 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         return _devnet(args)
     if args.command == "signer":
         return _signer(args)
+    if args.command == "wallet":
+        return _wallet(args)
     if args.command == "coordinator":
         from .coordinator import ChainConfig, serve
 
