@@ -45,7 +45,6 @@ def test_create_list_and_import_keep_keys_encrypted(tmp_path: Path) -> None:
 
     listed = _wallet(tmp_path, "list").stdout.split()
     assert sorted(listed) == sorted([created, key.address])
-    stored = tmp_path / "ks" / f"{key.address.lower()[2:]}.json"
     files = list((tmp_path / "ks").iterdir())
     assert len(files) == 2
     for path in files:
