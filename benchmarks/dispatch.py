@@ -53,11 +53,22 @@ def main() -> int:
         help="seconds between remote runs, as between a user's cells (the provider "
         "re-warms a worker after each task; 0 measures back-to-back cells)",
     )
+    parser.add_argument(
+        "--chain",
+        default="auto",
+        choices=["auto", "anvil", "embedded", "none"],
+        help="the devnet's escrow chain; 'none' measures a free network",
+    )
     args = parser.parse_args()
     home = Path(tempfile.mkdtemp(prefix="gensyn-bench-"))
     env = {**os.environ, "GENSYN_HOME": str(home)}
     gensyn = [sys.executable, "-m", "gensyn_jupyter"]
-    subprocess.run([*gensyn, "devnet", "up", "--detach"], env=env, check=True, capture_output=True)
+    subprocess.run(
+        [*gensyn, "devnet", "up", "--detach", "--chain", args.chain],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     km = KernelManager(kernel_name="python3")
     try:
         km.start_kernel(env=env)
@@ -74,7 +85,8 @@ def main() -> int:
         km.shutdown_kernel(now=True)
         subprocess.run([*gensyn, "devnet", "down"], env=env, check=False, capture_output=True)
     print(
-        f"dispatch of a trivial cell, {args.runs} runs each, on {platform.node()} "
+        f"dispatch of a trivial cell, {args.runs} runs each, chain {args.chain}, "
+        f"on {platform.node()} "
         f"({os.cpu_count()} cores, Python {platform.python_version()})"
     )
     print(f"{'':<24}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}")
