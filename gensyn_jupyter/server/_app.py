@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from jupyter_server.extension.application import ExtensionApp
-from traitlets import Float, List, Unicode
+from pathlib import Path
+from typing import Any
 
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Float, Int, List, TraitError, Unicode, default, validate
+
+from ..chain import DEFAULT_SCRYPT_N, Keystore, default_keystore_dir
+from ._errors import ApiError
 from ._handlers import handlers
-from ._network import Network, resolve_network
+from ._network import Network, default_network, resolve_network
 from ._proxy import CoordinatorProxy
+from ._wallet import Wallet
+from ._wallet_handlers import wallet_handlers
 
 __all__ = ["GensynServer"]
 
@@ -36,7 +43,32 @@ class GensynServer(ExtensionApp):
         10.0, help="Seconds to wait for a coordinator before answering 504."
     ).tag(config=True)
 
+    keystore_dir = Unicode(
+        help=(
+            "Directory of the wallet's encrypted keys (Web3 Secret Storage, scrypt); the "
+            "auto-approve budget (budget.json) and its ledger are kept there too. "
+            "Default: $GENSYN_KEYSTORE_DIR, else <jupyter data dir>/gensyn/keystore."
+        ),
+    ).tag(config=True)
+
+    keystore_scrypt_n = Int(
+        DEFAULT_SCRYPT_N,
+        help="scrypt work factor of new keystore files (a power of two; the standard 2**18).",
+    ).tag(config=True)
+
+    @default("keystore_dir")
+    def _default_keystore_dir(self) -> str:
+        return str(default_keystore_dir())
+
+    @validate("keystore_scrypt_n")
+    def _valid_scrypt_n(self, proposal: Any) -> int:
+        value = int(proposal["value"])
+        if value < 2 or value & (value - 1):
+            raise TraitError(f"keystore_scrypt_n must be a power of two above 1, got {value}")
+        return value
+
     _proxy: CoordinatorProxy | None = None
+    _wallet: Wallet | None = None
 
     @property
     def proxy(self) -> CoordinatorProxy:
@@ -45,15 +77,43 @@ class GensynServer(ExtensionApp):
             self._proxy = CoordinatorProxy(timeout=self.timeout_seconds)
         return self._proxy
 
+    @property
+    def wallet(self) -> Wallet:
+        """The server's wallet: keystore, sessions, budget (created on first use)."""
+        if self._wallet is None:
+            keystore = Keystore(
+                directory=Path(self.keystore_dir).expanduser(), scrypt_n=self.keystore_scrypt_n
+            )
+            self._wallet = Wallet(
+                keystore=keystore,
+                timeout=self.timeout_seconds,
+                log=self.log,
+                default_network=_default_url,
+            )
+        return self._wallet
+
     def resolve(self, requested: str | None) -> Network:
         """The network a request reaches (see :func:`resolve_network`)."""
         return resolve_network(requested, self.allowed_networks)
 
     def initialize_handlers(self) -> None:
+        # The wallet's routes first: the last route of handlers() answers 404 for the rest.
+        self.handlers.extend(wallet_handlers(self))
         self.handlers.extend(handlers(self))
 
     async def stop_extension(self) -> None:
-        """Close the coordinator client when the server shuts down."""
+        """Close the coordinator clients and lock the wallet when the server shuts down."""
+        if self._wallet is not None:
+            self._wallet.close()
+            self._wallet = None
         if self._proxy is not None:
             await self._proxy.aclose()
             self._proxy = None
+
+
+def _default_url() -> str | None:
+    """The network the kernel would use now, or ``None`` (for the auto-approve loop)."""
+    try:
+        return default_network().url
+    except ApiError:
+        return None

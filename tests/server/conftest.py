@@ -9,21 +9,21 @@ directories. Imported here, its fixtures and hooks apply to tests/server only.
 
 from __future__ import annotations
 
+import json
 import pathlib
 import socket
-import threading
-import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from pytest_jupyter.jupyter_server import *  # noqa: F403
 from traitlets.config import Config
 
+from gensyn_jupyter.chain import Devchain, start_devchain
 from gensyn_jupyter.coordinator import create_app
 
-from .server_helpers import Coordinator, free_port
+from .server_helpers import Api, Coordinator, PaidNetwork, body_of, paid_network_on, serve
 
 
 @pytest.fixture(scope="module")
@@ -33,22 +33,8 @@ def live_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     app = create_app(
         database_url=f"sqlite:///{data / 'coordinator.sqlite'}", blob_dir=data / "blobs"
     )
-    port = free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    )
-    thread = threading.Thread(target=server.run, name="coordinator", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the coordinator did not start within 20 s")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with serve(app) as url:
+        yield url
 
 
 @pytest.fixture
@@ -89,12 +75,80 @@ def allowed_alias(live_url: str) -> str:
     return live_url.replace("http://", "HTTP://") + "/"
 
 
+@pytest.fixture
+def keystore_dir(tmp_path: pathlib.Path) -> pathlib.Path:
+    """The server's keystore directory (``c.GensynServer.keystore_dir``), empty."""
+    return tmp_path / "gensyn-data" / "keystore"
+
+
 @pytest.fixture  # type: ignore[no-redef]  # replaces pytest-jupyter's
-def jp_server_config(allowed_alias: str) -> Config:
-    """Only the gensyn extension, with the live coordinator on the allow-list."""
+def jp_server_config(allowed_alias: str, keystore_dir: pathlib.Path) -> Config:
+    """Only the gensyn extension, with the live coordinator on the allow-list.
+
+    The wallet keeps its keys in ``keystore_dir`` with a cheap scrypt (2**10).
+    """
     return Config(
         {
             "ServerApp": {"jpserver_extensions": {"gensyn_jupyter": True}},
-            "GensynServer": {"allowed_networks": [allowed_alias]},
+            "GensynServer": {
+                "allowed_networks": [allowed_alias],
+                "keystore_dir": str(keystore_dir),
+                "keystore_scrypt_n": 2**10,
+            },
         }
     )
+
+
+@pytest.fixture(scope="module")
+def devchain() -> Iterator[Devchain]:
+    """A dev chain (anvil when installed, else the embedded node) for one test module."""
+    node = start_devchain()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="module")
+def paid(devchain: Devchain, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PaidNetwork]:
+    """A coordinator with escrow on ``devchain`` (and a faucet), for one test module."""
+    with paid_network_on(devchain, tmp_path_factory.mktemp("paid")) as network:
+        yield network
+
+
+@pytest.fixture
+def paid_network(monkeypatch: pytest.MonkeyPatch, paid: PaidNetwork) -> PaidNetwork:
+    """``$GENSYN_NETWORK`` set to the coordinator with escrow."""
+    monkeypatch.setenv("GENSYN_NETWORK", paid.url)
+    return paid
+
+
+@pytest.fixture
+def paid_coordinator(paid: PaidNetwork) -> Iterator[Coordinator]:
+    """A synchronous client of the coordinator with escrow."""
+    with httpx.Client(base_url=paid.url, timeout=10) as http:
+        yield Coordinator(http)
+
+
+@pytest.fixture
+def gensyn_api(jp_fetch: Any) -> Api:
+    """``await gensyn_api("wallet", method=..., body=..., params=...)`` → (status, JSON body).
+
+    ``raw=`` sends a body as it is (for malformed JSON).
+    """
+
+    async def call(
+        *path: str,
+        method: str = "GET",
+        body: Any = None,
+        params: dict[str, Any] | None = None,
+        raw: str | None = None,
+    ) -> tuple[int, Any]:
+        kwargs: dict[str, Any] = {"method": method, "raise_error": False}
+        if method in ("POST", "PUT"):
+            kwargs["body"] = raw if raw is not None else "" if body is None else json.dumps(body)
+        response = await jp_fetch("gensyn", "api", *path, params=params, **kwargs)
+        assert response.headers["Content-Type"].startswith("application/json")
+        return response.code, body_of(response)
+
+    return call

@@ -7,12 +7,38 @@ import json
 import os
 import pathlib
 import socket
+import threading
 import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import uvicorn
+from eth_account.signers.local import LocalAccount
+from web3 import HTTPProvider, Web3
 
-__all__ = ["Coordinator", "body_of", "free_port", "write_devnet_state"]
+from gensyn_jupyter.chain import Devchain, Market, MarketConfig
+from gensyn_jupyter.coordinator import ChainConfig, create_app
+
+__all__ = [
+    "ETH",
+    "Api",
+    "Coordinator",
+    "PaidNetwork",
+    "body_of",
+    "free_port",
+    "key_of",
+    "paid_network_on",
+    "serve",
+    "write_devnet_state",
+]
+
+ETH = 10**18
+
+Api = Callable[..., Awaitable[tuple[int, Any]]]
+"""``await api(*path, method=, body=, params=, raw=)`` → (status, JSON body)."""
 
 
 def free_port() -> int:
@@ -67,6 +93,17 @@ class Coordinator:
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
 
+    def submit_as(self, token: str, **spec: Any) -> dict[str, Any]:
+        """Submit a task with a session token, as a kernel does on a paid network."""
+        data = _bundle()
+        sha = hashlib.sha256(data).hexdigest()
+        r = self.http.put(f"/v1/blobs/{sha}", content=data)
+        assert r.status_code in (200, 201), r.text
+        auth = {"Authorization": f"Bearer {token}"}
+        r = self.http.post("/v1/tasks", json={"bundle": sha, **spec}, headers=auth)
+        assert r.status_code == 201, r.text
+        return dict(r.json())
+
     def task(self, task_id: str) -> dict[str, Any]:
         r = self.http.get(f"/v1/tasks/{task_id}")
         assert r.status_code == 200, r.text
@@ -98,3 +135,74 @@ class Coordinator:
             assert self.task(task_id)["state"] == "settled"
             return
         raise AssertionError(f"task {task_id} was never leased")
+
+
+def key_of(account: LocalAccount) -> str:
+    """The account's private key as 0x-hex (what a user pastes into the import form)."""
+    return "0x" + bytes(account.key).hex()
+
+
+@contextmanager
+def serve(app: Any) -> Iterator[str]:
+    """Run an ASGI app with uvicorn on 127.0.0.1 in a thread; yields its URL."""
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, name="coordinator", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the coordinator did not start within 20 s")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+@dataclass(frozen=True)
+class PaidNetwork:
+    """A coordinator with escrow: its URL, the market, and the chain with its dev accounts."""
+
+    url: str
+    market: Market
+    chain: Devchain
+
+
+@contextmanager
+def paid_network_on(chain: Devchain, data: pathlib.Path) -> Iterator[PaidNetwork]:
+    """Deploy a market on ``chain`` and serve a coordinator with it (accounts as on a devnet).
+
+    Operator 1, faucet 7, referee 8, treasury 9 (docs/payments.md); the user is 0.
+    """
+    acc = chain.accounts
+    market = Market.deploy(
+        w3=Web3(HTTPProvider(chain.rpc_url)),
+        deployer=acc[0],
+        config=MarketConfig(
+            operator=acc[1].address,
+            referee=acc[8].address,
+            treasury=acc[9].address,
+            min_stake=ETH,
+            min_bond=ETH // 10,
+            unbonding_delay=60,
+            challenge_window=1,
+        ),
+    )
+    app = create_app(
+        database_url=f"sqlite:///{data / 'coordinator.sqlite'}",
+        blob_dir=data / "blobs",
+        chain=ChainConfig(
+            rpc_url=chain.rpc_url,
+            market=market.address,
+            operator_key=key_of(acc[1]),
+            faucet_key=key_of(acc[7]),
+            poll_seconds=0.05,
+            from_block=int(market.w3.eth.block_number),
+        ),
+    )
+    with serve(app) as url:
+        yield PaidNetwork(url=url, market=market, chain=chain)
