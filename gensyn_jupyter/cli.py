@@ -90,6 +90,14 @@ def _parser() -> argparse.ArgumentParser:
         help="default: $GENSYN_KEYSTORE_DIR or <jupyter data dir>/gensyn/keystore",
     )
 
+    approve = sub.add_parser(
+        "approve",
+        help="approve one task by hand: fund its escrow and sign its order "
+        "(key from GENSYN_PRIVATE_KEY or GENSYN_KEYSTORE + GENSYN_PASSPHRASE)",
+    )
+    approve.add_argument("task_id")
+    approve.add_argument("--network", required=True, help="coordinator URL")
+
     signer = sub.add_parser(
         "signer",
         help="approve and fund your tasks within a budget (key from GENSYN_PRIVATE_KEY "
@@ -119,6 +127,39 @@ def _budget(text: str) -> BudgetPolicy:
             f"gensyn signer: --budget {text!r}: use devnet, off or TASK_ETH/DAY_ETH"
         ) from None
     return BudgetPolicy(enabled=True, per_task_wei=task, per_day_wei=day)
+
+
+def _approve(args: argparse.Namespace) -> int:
+    from .chain import (
+        BudgetLedger,
+        BudgetPolicy,
+        MarketError,
+        Signer,
+        SignerConfigError,
+        account_from_env,
+    )
+    from .config import gensyn_home
+    from .protocol import CoordinatorError, format_eth
+
+    try:
+        account = account_from_env()
+    except SignerConfigError as exc:
+        print(f"gensyn approve: {exc}", file=sys.stderr)
+        return 2
+    ledger = BudgetLedger(path=gensyn_home() / "budget.json", policy=BudgetPolicy.off())
+    signer = Signer(network=args.network, account=account, ledger=ledger)
+    try:
+        signer.connect(timeout=10)
+        signer.sign_in(store=False)  # the kernel keeps its own session
+        task = signer.approve(args.task_id)
+    except (ValueError, CoordinatorError, MarketError, RuntimeError) as exc:
+        print(f"gensyn approve: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        signer.close()
+    total = task.payment.order.total_wei if task.payment else 0
+    print(f"approved {task.id}: {format_eth(total)} in escrow; it is {task.state.value}")
+    return 0
 
 
 def _signer(args: argparse.Namespace) -> int:
@@ -237,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
         return _devnet(args)
     if args.command == "signer":
         return _signer(args)
+    if args.command == "approve":
+        return _approve(args)
     if args.command == "wallet":
         return _wallet(args)
     if args.command == "coordinator":

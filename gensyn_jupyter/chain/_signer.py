@@ -127,17 +127,18 @@ class Signer:
             address=info.market,
         )
 
-    def sign_in(self) -> None:
-        """Open a session and store its token where the kernel finds it."""
+    def sign_in(self, *, store: bool = True) -> None:
+        """Open a session; with ``store``, keep its token where the kernel finds it."""
         session = sign_in(self._http, self.account)
         self._http.headers["Authorization"] = f"Bearer {session.token}"
         self._session_expires = session.expires_at
-        write_session(
-            self.network,
-            token=session.token,
-            address=session.address,
-            expires_at=session.expires_at,
-        )
+        if store:
+            write_session(
+                self.network,
+                token=session.token,
+                address=session.address,
+                expires_at=session.expires_at,
+            )
         self._log(f"signed in to {self.network} as {session.address}")
 
     def _tasks(self, state: TaskState) -> list[Task]:
@@ -146,6 +147,33 @@ class Signer:
         )
         raise_for_error(response)
         return [Task.model_validate(t) for t in response.json()]
+
+    def approve(self, task_id: str) -> Task:
+        """Approve one task by hand (no budget asked): fund, sign, post; the queued task.
+
+        Raises
+        ------
+        ValueError
+            When the task is free, not waiting for approval, or not this account's.
+        MarketError, protocol.CoordinatorError
+            When the chain or the coordinator refuses (their messages say why).
+        """
+        response = self._http.get(f"/v1/tasks/{task_id}")
+        raise_for_error(response)
+        task = Task.model_validate(response.json())
+        if task.payment is None:
+            raise ValueError(f"task {task_id} is free: it needs no approval")
+        if task.state != TaskState.AWAITING_APPROVAL:
+            raise ValueError(f"task {task_id} is {task.state.value}, not awaiting approval")
+        owner = task.payment.order.submitter
+        if owner.lower() != self.account.address.lower():
+            raise ValueError(
+                f"task {task_id} belongs to {owner}; this key is {self.account.address}"
+            )
+        approve_task(http=self._http, market=self.market, account=self.account, task=task)
+        response = self._http.get(f"/v1/tasks/{task_id}")
+        raise_for_error(response)
+        return Task.model_validate(response.json())
 
     def approve_pending(self) -> int:
         """Approve every waiting task the budget allows; returns how many."""

@@ -86,7 +86,8 @@ def awaiting_message(payment: Payment) -> str:
     order = payment.order
     return (
         f"awaiting approval: sign and fund at most {format_eth(order.total_wei)} from "
-        f"{order.submitter} (the Gensyn panel, or `gensyn signer` within its budget)"
+        f"{order.submitter}: in the Gensyn panel, with `gensyn approve {order.task_id}`, "
+        "or by `gensyn signer` within its budget"
     )
 
 

@@ -123,10 +123,13 @@ class GensynMagics(Magics):
     @magic_arguments()
     @argument(
         "command",
-        choices=["status", "tasks", "providers", "devnet", "cancel", "attach"],
-        help="status | tasks | providers | devnet up|down|status | cancel TASK_ID | attach TASK_ID",
+        choices=["status", "tasks", "providers", "devnet", "cancel", "attach", "approve"],
+        help="status | tasks | providers | devnet up|down|status | cancel TASK_ID | "
+        "attach TASK_ID | approve TASK_ID",
     )
-    @argument("rest", nargs="*", help="devnet: up, down or status; cancel, attach: the task id")
+    @argument(
+        "rest", nargs="*", help="devnet: up, down or status; cancel, attach, approve: the task id"
+    )
     @argument("--wait", action="store_true", help="attach: wait for the end and load the results")
     @argument("-o", "--output", default="_gensyn", help="attach: name of the handle (_gensyn)")
     @argument(
@@ -158,6 +161,15 @@ class GensynMagics(Magics):
             print(out)
             return
         client = self._client(args.network)
+        if command == "approve":
+            # The kernel holds no key and never signs: say where approval happens.
+            task_id = rest[0] if rest else "TASK_ID"
+            print(
+                f"approve {task_id} outside the kernel: in the Gensyn panel (JupyterLab's left "
+                f"sidebar), or in a terminal with your key in its environment:\n"
+                f"  gensyn approve {task_id} --network {client.base_url}"
+            )
+            return
         if command == "attach":
             if not rest:
                 raise GensynError("%gensyn attach needs a task id (see %gensyn tasks)")
