@@ -21,6 +21,9 @@ export { GensynPanel, PANEL_ID } from './panel/panel';
 /** The id of the main plugin, `<package name>:plugin` by JupyterLab convention. */
 export const PLUGIN_ID = 'gensyn-jupyter:plugin';
 
+/** The DOM event a cell's training monitor dispatches to open an approval (see monitor.ts). */
+export const OPEN_APPROVAL_EVENT = 'gensyn:open-approval';
+
 /** The message logged when the plugin activates. */
 export const ACTIVATED_MESSAGE = 'gensyn-jupyter is activated';
 
@@ -83,6 +86,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
         return panel.approveNext();
       }
     });
+    // A cell's monitor asks for its approval with a DOM event (no kernel round
+    // trip: the kernel is busy running the cell).
+    window.addEventListener(OPEN_APPROVAL_EVENT, event => {
+      const detail = (event as CustomEvent<{ taskId?: unknown }>).detail;
+      app.shell.activateById(panel.id);
+      if (detail && typeof detail.taskId === 'string' && detail.taskId) {
+        void panel.showApproval(detail.taskId);
+      }
+    });
+
     if (palette) {
       for (const command of [CommandIDs.openPanel, CommandIDs.approveNext]) {
         palette.addItem({ command, category: 'Gensyn' });

@@ -255,6 +255,15 @@ describe('actions', () => {
     expect(panel.message.text).toBe('nothing awaits approval');
   });
 
+  it("a cell's request shows its approval with the Approve button focused", async () => {
+    const panel = await mount(devnetApi());
+    expect(await panel.showApproval('t-old')).toBe(true);
+    const item = panel.node.querySelector('[data-testid="gensyn-approval"][data-task-id="t-old"]');
+    expect(document.activeElement).toBe(item?.querySelector('[data-testid="gensyn-approve"]'));
+    expect(await panel.showApproval('t-gone')).toBe(false);
+    expect(panel.message.text).toBe('task t-gone is not waiting for approval');
+  });
+
   it('unlock sends the selected address and passphrase, then clears the input', async () => {
     const api = devnetApi().on('POST wallet/unlock', wallet({ unlocked: [ACCOUNT, OTHER], account: OTHER }));
     const panel = await mount(api);

@@ -14,6 +14,9 @@ import type { Initialize, Render } from '@anywidget/types';
 import uplotCss from 'uplot/dist/uPlot.min.css';
 
 import { requestCancel } from './cancel';
+
+/** The DOM event (on `window`) that asks the JupyterLab extension to show an approval. */
+export const OPEN_APPROVAL_EVENT = 'gensyn:open-approval';
 import { Chart } from './chart';
 import { fmtDuration, fmtInt, fmtRate, isTerminal, stateKind } from './format';
 import monitorCss from './monitor.css';
@@ -62,6 +65,7 @@ class MonitorView {
   private readonly statusText: HTMLElement;
   private readonly taskEl: HTMLElement;
   private readonly cancelBtn: HTMLButtonElement;
+  private readonly approveBtn: HTMLButtonElement;
   private readonly timelineEl: HTMLOListElement;
   private readonly progress: HTMLProgressElement;
   private readonly steps = stat('Steps', 'gensyn-steps');
@@ -106,6 +110,22 @@ class MonitorView {
       'Cancel'
     );
     this.cancelBtn.addEventListener('click', () => void this.cancel());
+    this.approveBtn = h(
+      'button',
+      {
+        type: 'button',
+        class: 'gensyn-approve-open',
+        'data-testid': 'gensyn-open-approval',
+        title: 'open this task in the Gensyn panel to approve and fund it'
+      },
+      'Approve in the Gensyn panel'
+    );
+    // No kernel round trip: the JupyterLab extension listens for this event.
+    this.approveBtn.addEventListener('click', () => {
+      window.dispatchEvent(
+        new CustomEvent(OPEN_APPROVAL_EVENT, { detail: { taskId: this.model.get('task_id') } })
+      );
+    });
     this.timelineEl = h('ol', {
       class: 'gensyn-timeline',
       'data-testid': 'gensyn-timeline',
@@ -181,7 +201,13 @@ class MonitorView {
     this.root = h(
       'div',
       { class: 'gensyn-monitor', 'data-testid': 'gensyn-monitor' },
-      h('div', { class: 'gensyn-row gensyn-header' }, this.statusEl, this.cancelBtn),
+      h(
+        'div',
+        { class: 'gensyn-row gensyn-header' },
+        this.statusEl,
+        this.approveBtn,
+        this.cancelBtn
+      ),
       this.taskEl,
       this.timelineEl,
       stats,
@@ -318,6 +344,7 @@ class MonitorView {
 
   private renderCancel(): void {
     const finished = this.finished();
+    this.approveBtn.hidden = this.model.get('status') !== 'awaiting_approval';
     this.cancelBtn.disabled = finished || this.cancelling;
     this.cancelBtn.title = finished
       ? 'the task has ended'

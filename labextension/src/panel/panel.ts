@@ -134,6 +134,25 @@ export class GensynPanel extends Widget implements PanelContext {
   }
 
   /**
+   * Show the approval of ``taskId`` (asked by a cell's monitor): refresh, then
+   * scroll to and focus its Approve button. Resolves to false when it is not
+   * waiting (any more), with a message saying so.
+   */
+  async showApproval(taskId: string): Promise<boolean> {
+    await this.refresh();
+    const item = this.node.querySelector<HTMLElement>(
+      `[data-testid="gensyn-approval"][data-task-id="${CSS.escape(taskId)}"]`
+    );
+    if (!item) {
+      this.message.show(`task ${taskId} is not waiting for approval`, 'info');
+      return false;
+    }
+    item.scrollIntoView({ block: 'nearest' });
+    item.querySelector<HTMLButtonElement>('[data-testid="gensyn-approve"]')?.focus();
+    return true;
+  }
+
+  /**
    * Approve the oldest task waiting for approval (the list is newest first).
    * Resolves to false, with a message, when nothing waits.
    */
