@@ -276,12 +276,17 @@ class TaskHandle:
                 )
             raise GensynError(f"task {task.id} failed: {task.error}")
         if task.state == TaskState.CANCELLED:
-            paid = (
-                "; the provider is paid for the time it ran and the rest of the escrow is "
-                "refunded when the chain settles (handle.payment)"
-                if task.payment is not None
-                else "; nothing was paid (this network has no escrow)"
-            )
+            if task.payment is None:
+                paid = "; nothing was paid (this network has no escrow)"
+            elif not task.payment.funded:
+                paid = "; nothing was paid (its escrow was never funded)"
+            elif task.provider_name is None:
+                paid = "; its escrow is refunded in full (no provider had started it)"
+            else:
+                paid = (
+                    "; the provider is paid for the time it ran and the rest of the escrow is "
+                    "refunded when the chain settles (handle.payment)"
+                )
             raise GensynError(
                 f"task {task.id} was cancelled after {self.steps} steps"
                 + (f" on provider {self.provider}" if self.provider else "")

@@ -1,4 +1,5 @@
-"""The auto-approve loop: while an account is unlocked and the budget is on, sign its orders.
+"""The wallet's loop: while an account is unlocked, sign its orders within the budget
+(when the budget is on) and collect its refunds (always).
 
 A tornado ``PeriodicCallback`` on the server's event loop, every
 :data:`~._sessions.AUTO_APPROVE_SECONDS`; each round runs in the wallet's
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AutoApprover"]
 
+_SWEEP_SECONDS = 2.0  # how often refunds are collected for the account in use
 _RETRY_SECONDS = 5.0  # a network that could not be signed in to is tried again after this
 
 
@@ -43,6 +45,7 @@ class AutoApprover:
         self._wallet = wallet
         self._default_network = default_network
         self._skip: dict[tuple[str, str], float] = {}
+        self._sweep_due: dict[tuple[str, str], float] = {}
         self._callback: PeriodicCallback | None = None
 
     def start(self) -> None:
@@ -72,7 +75,7 @@ class AutoApprover:
         wallet = self._wallet
         wallet.sessions.prune()
         address = wallet.account_in_use()
-        if address is None or not wallet.policy().enabled:
+        if address is None:
             return 0
         networks = {link.network for link in wallet.sessions.of(address)}
         default = self._default_network()
@@ -97,7 +100,14 @@ class AutoApprover:
             return 0  # a person is approving by hand right now
         refused = False
         try:
-            return link.signer.approve_pending()
+            approved = link.signer.approve_pending() if self._wallet.policy().enabled else 0
+            if self._sweep_due.get(key, 0.0) <= time.monotonic():
+                # refunds are pull payments: take back cancelled escrows and withdraw
+                # credits for the account in use, budget or not
+                self._sweep_due[key] = time.monotonic() + _SWEEP_SECONDS
+                link.signer.refund_cancelled()
+                link.signer.withdraw()
+            return approved
         except (httpx.HTTPError, CoordinatorError, MarketError, ValueError) as exc:
             log.warning("gensyn auto-approve on %s: %s", network, exc)
             refused = isinstance(exc, httpx.TransportError) or (

@@ -105,3 +105,78 @@ def browser() -> Iterator[object]:
             yield instance
         finally:
             instance.close()
+
+
+@dataclass(frozen=True)
+class PanelLab(Lab):
+    """A JupyterLab whose wallet keeps its keys in ``keystore`` (cheap scrypt)."""
+
+    keystore: Path
+
+
+# The built extension of this checkout (npm run build:lib && npm run build:labextension:dev).
+BUILT_LABEXTENSION = Path(__file__).resolve().parents[2] / "gensyn_jupyter" / "labextension"
+
+
+@pytest.fixture(scope="module")
+def panel_lab(devnet: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PanelLab]:
+    """A JupyterLab of its own for the sidebar panel's tests, on the session devnet.
+
+    Its wallet uses an empty keystore in a temporary directory (scrypt 2**10, so an
+    unlock is fast), never the user's; the auto-approve budget there is off, so a
+    task waits in the panel. The labextension is loaded from this checkout's build
+    (``extra_labextensions_path`` comes before the installed copy), so a rebuilt
+    panel is tested without reinstalling the package.
+    """
+    root = tmp_path_factory.mktemp("panel-lab-root")
+    keystore = tmp_path_factory.mktemp("panel-keystore") / "keystore"
+    extensions = tmp_path_factory.mktemp("panel-labextensions")
+    if (BUILT_LABEXTENSION / "package.json").is_file():
+        (extensions / "gensyn-jupyter").symlink_to(BUILT_LABEXTENSION)
+    port = free_port()
+    token = secrets.token_hex(16)
+    jupyter = str(Path(sys.executable).with_name("jupyter"))
+    log = open(root / "lab.log", "wb")  # noqa: SIM115 (the server writes to it)
+    proc = subprocess.Popen(
+        [
+            jupyter,
+            "lab",
+            "--allow-root",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--IdentityProvider.token={token}",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            f"--LabApp.extra_labextensions_path={extensions}",
+            f"--LabApp.workspaces_dir={root / '.workspaces'}",  # not the user's, not shared
+            f"--ServerApp.root_dir={root}",
+            f"--GensynServer.keystore_dir={keystore}",
+            "--GensynServer.keystore_scrypt_n=1024",
+        ],
+        env={**os.environ, **devnet.env()},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}api/status", params={"token": token}).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError((root / "lab.log").read_text()[-3000:])
+            time.sleep(0.25)
+        else:
+            raise RuntimeError("JupyterLab did not start in 90 s")
+        yield PanelLab(url=url, token=token, root=root, keystore=keystore)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
