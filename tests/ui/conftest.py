@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,9 +44,11 @@ class Lab:
         return f"{self.url}lab/tree/{notebook}?token={self.token}"
 
 
-@pytest.fixture(scope="session")
-def lab(devnet: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    root = tmp_path_factory.mktemp("lab-root")
+@contextlib.contextmanager
+def _running_lab(
+    root: Path, devnet: Devnet, extra: Sequence[str] = ()
+) -> Iterator[tuple[str, str]]:
+    """A JupyterLab server on a free loopback port; yields its URL and token."""
     port = free_port()
     token = secrets.token_hex(16)
     jupyter = str(Path(sys.executable).with_name("jupyter"))
@@ -62,6 +65,7 @@ def lab(devnet: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             f"--ServerApp.root_dir={root}",
+            *extra,
         ],
         env={**os.environ, **devnet.env()},
         stdout=log,
@@ -81,7 +85,7 @@ def lab(devnet: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
             time.sleep(0.25)
         else:
             raise RuntimeError("JupyterLab did not start in 90 s")
-        yield Lab(url=url, token=token, root=root)
+        yield url, token
     finally:
         proc.terminate()
         try:
@@ -89,6 +93,13 @@ def lab(devnet: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def lab(devnet: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    root = tmp_path_factory.mktemp("lab-root")
+    with _running_lab(root, devnet) as (url, token):
+        yield Lab(url=url, token=token, root=root)
 
 
 @pytest.fixture(scope="session")
@@ -133,50 +144,11 @@ def panel_lab(devnet: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Itera
     extensions = tmp_path_factory.mktemp("panel-labextensions")
     if (BUILT_LABEXTENSION / "package.json").is_file():
         (extensions / "gensyn-jupyter").symlink_to(BUILT_LABEXTENSION)
-    port = free_port()
-    token = secrets.token_hex(16)
-    jupyter = str(Path(sys.executable).with_name("jupyter"))
-    log = open(root / "lab.log", "wb")  # noqa: SIM115 (the server writes to it)
-    proc = subprocess.Popen(
-        [
-            jupyter,
-            "lab",
-            "--allow-root",
-            "--no-browser",
-            "--ip=127.0.0.1",
-            f"--port={port}",
-            f"--IdentityProvider.token={token}",
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            f"--LabApp.extra_labextensions_path={extensions}",
-            f"--LabApp.workspaces_dir={root / '.workspaces'}",  # not the user's, not shared
-            f"--ServerApp.root_dir={root}",
-            f"--GensynServer.keystore_dir={keystore}",
-            "--GensynServer.keystore_scrypt_n=1024",
-        ],
-        env={**os.environ, **devnet.env()},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}api/status", params={"token": token}).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None:
-                raise RuntimeError((root / "lab.log").read_text()[-3000:])
-            time.sleep(0.25)
-        else:
-            raise RuntimeError("JupyterLab did not start in 90 s")
+    extra = [
+        f"--LabApp.extra_labextensions_path={extensions}",
+        f"--LabApp.workspaces_dir={root / '.workspaces'}",  # not the user's, not shared
+        f"--GensynServer.keystore_dir={keystore}",
+        "--GensynServer.keystore_scrypt_n=1024",
+    ]
+    with _running_lab(root, devnet, extra) as (url, token):
         yield PanelLab(url=url, token=token, root=root, keystore=keystore)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
