@@ -52,8 +52,12 @@ async def coord(make_app: AppFactory) -> AsyncIterator[Coord]:
 
 @pytest.fixture
 async def quick(make_app: AppFactory) -> AsyncIterator[Coord]:
-    """Like ``coord``, with a lease ttl of 0.5 s and heartbeats of 0.2 s."""
-    async for c in _client(make_app(lease_ttl_seconds=0.5, heartbeat_seconds=0.2)):
+    """Like ``coord``, with a lease ttl of 1.5 s and heartbeats of 0.4 s.
+
+    Short enough for expiry tests to be quick, long enough that a loaded
+    2-core CI machine still gets each request in within the ttl.
+    """
+    async for c in _client(make_app(lease_ttl_seconds=1.5, heartbeat_seconds=0.4)):
         yield c
 
 
