@@ -115,12 +115,11 @@ def _commit_paid(
     if manifest.commit_tx is not None:
         payment = add_tx(payment, TxRef(kind="commit", hash=manifest.commit_tx))
         task.payment = payment.model_dump_json()
-    window = "the challenge window" if payment.challenge_ends_at is None else "its challenge window"
     end_run(
         session,
         task,
         TaskState.COMMITTED,
-        f"result committed by {name} on chain; paid after {window} closes",
+        f"result committed by {name} on chain; paid once the challenge window closes",
         now,
     )
     set_state(
