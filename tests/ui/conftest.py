@@ -65,6 +65,9 @@ def _running_lab(
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
             f"--ServerApp.root_dir={root}",
+            # a workspace of its own: the user's default one may restore notebooks
+            # of earlier runs that no longer exist (an error dialog blocks every click)
+            f"--LabApp.workspaces_dir={root / '.workspaces'}",
             *extra,
         ],
         env={**os.environ, **devnet.env()},
@@ -146,7 +149,6 @@ def panel_lab(devnet: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Itera
         (extensions / "gensyn-jupyter").symlink_to(BUILT_LABEXTENSION)
     extra = [
         f"--LabApp.extra_labextensions_path={extensions}",
-        f"--LabApp.workspaces_dir={root / '.workspaces'}",  # not the user's, not shared
         f"--GensynServer.keystore_dir={keystore}",
         "--GensynServer.keystore_scrypt_n=1024",
     ]
