@@ -7,9 +7,11 @@ reader never sees a partial blob and a crash leaves at most a stray temp file.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
+import queue
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +25,8 @@ from ._errors import ApiError
 __all__ = ["BlobStore"]
 
 _WRITE_BATCH = 1 << 20
+_QUEUE = 16  # batches of _WRITE_BATCH waiting for the writer thread
+_SYNC_EVERY = 32 << 20
 _READ_CHUNK = 1 << 20
 
 
@@ -93,10 +97,11 @@ class BlobStore:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{sha[:8]}-", suffix=".tmp")
         tmp = Path(tmp_name)
-        hasher = hashlib.sha256()
+        writer = _Writer(os.fdopen(fd, "wb"))
+        done = asyncio.get_running_loop().run_in_executor(None, writer.run)
         size = 0
         try:
-            with os.fdopen(fd, "wb") as fh:
+            try:
                 batch = bytearray()
                 async for chunk in chunks:
                     size += len(chunk)
@@ -104,11 +109,13 @@ class BlobStore:
                         raise self._too_big()
                     batch += chunk
                     if len(batch) >= _WRITE_BATCH:
-                        await anyio.to_thread.run_sync(_write, fh, hasher, bytes(batch))
+                        await writer.put(bytes(batch))
                         batch.clear()
-                await anyio.to_thread.run_sync(_write, fh, hasher, bytes(batch))
-                await anyio.to_thread.run_sync(_flush, fh)
-            actual = hasher.hexdigest()
+                await writer.put(bytes(batch))
+            finally:
+                await writer.put(None)  # the writer flushes, fsyncs and closes the file
+                await done
+            actual = writer.hasher.hexdigest()
             if actual != sha:
                 raise ApiError(
                     400,
@@ -136,14 +143,55 @@ class BlobStore:
         return ApiError(413, f"blob is over the size limit of {self.max_bytes} bytes")
 
 
-def _write(fh: BinaryIO, hasher: hashlib._Hash, data: bytes) -> None:
-    hasher.update(data)
-    fh.write(data)
+class _Writer:
+    """Hashes and writes an upload on a thread of its own while the next chunks arrive.
 
+    The event loop hands over batches through a small queue (so at most
+    ``_QUEUE`` MiB wait in memory); every ``_SYNC_EVERY`` bytes the writer
+    starts the write-back (``fdatasync``), so the final ``fsync`` does not wait
+    for the whole blob. A failed write (disk full) ends the upload with 507.
+    """
 
-def _flush(fh: BinaryIO) -> None:
-    fh.flush()
-    os.fsync(fh.fileno())
+    def __init__(self, fh: BinaryIO) -> None:
+        self.fh = fh
+        self.hasher = hashlib.sha256()
+        self.error: OSError | None = None
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE)
+
+    async def put(self, data: bytes | None) -> None:
+        """Queue ``data`` (``None``: the end), waiting off the loop when the queue is full."""
+        if self.error is not None and data is not None:
+            raise ApiError(507, f"the coordinator cannot store the blob: {self.error}")
+        try:
+            self._queue.put_nowait(data)
+        except queue.Full:
+            await anyio.to_thread.run_sync(self._queue.put, data)
+
+    def run(self) -> None:
+        """The writer thread: until ``None``, hash and write; then flush, fsync, close."""
+        unsynced = 0
+        with self.fh:
+            while (data := self._queue.get()) is not None:
+                if self.error is not None:
+                    continue  # drain the queue so the loop never blocks on it
+                try:
+                    self.hasher.update(data)
+                    self.fh.write(data)
+                    unsynced += len(data)
+                    if unsynced >= _SYNC_EVERY:
+                        self.fh.flush()
+                        os.fdatasync(self.fh.fileno())
+                        unsynced = 0
+                except OSError as exc:
+                    self.error = exc
+            if self.error is None:
+                try:
+                    self.fh.flush()
+                    os.fsync(self.fh.fileno())
+                except OSError as exc:
+                    self.error = exc
+        if self.error is not None:
+            raise ApiError(507, f"the coordinator cannot store the blob: {self.error}")
 
 
 def _commit(tmp: Path, target: Path) -> None:

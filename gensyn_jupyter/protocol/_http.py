@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterator, Mapping
 
 import httpx
 
-from ._hashing import sha256_hex
-
 __all__ = ["BlobClient", "CoordinatorError", "raise_for_error"]
+
+_CHUNK = 1 << 20
+"""Bytes per write of an upload. A whole ``bytes`` body is sent by httpcore as
+``send(buffer); buffer = buffer[n:]``, which copies the rest of the body after
+every socket write: 22 MB/s for 200 MB on loopback, against 1,300 MB/s in
+1 MiB chunks (``python -m benchmarks.transfer``)."""
+
+
+def _chunks(data: bytes) -> Iterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(view), _CHUNK):
+        yield bytes(view[start : start + _CHUNK])
 
 
 class CoordinatorError(RuntimeError):
@@ -55,8 +66,8 @@ class BlobClient:
     def put_blob(self, sha: str, data: bytes) -> None:
         response = self._client.put(
             f"/v1/blobs/{sha}",
-            content=data,
-            headers={"Content-Type": "application/octet-stream"},
+            content=_chunks(data),
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(data))},
         )
         raise_for_error(response)
 
@@ -71,10 +82,17 @@ class BlobClient:
 
     def get_blob(self, sha: str) -> bytes:
         """Download a blob and check that its bytes hash to its name."""
-        response = self._client.get(f"/v1/blobs/{sha}")
-        raise_for_error(response)
-        data = response.content
-        if sha256_hex(data) != sha:
+        hasher = hashlib.sha256()
+        with self._client.stream("GET", f"/v1/blobs/{sha}") as response:
+            if response.status_code >= 400:
+                response.read()
+                raise_for_error(response)
+            parts: list[bytes] = []
+            for part in response.iter_bytes(_CHUNK):
+                hasher.update(part)
+                parts.append(part)
+        data = b"".join(parts)
+        if hasher.hexdigest() != sha:
             raise CoordinatorError(
                 status=502, detail=f"blob {sha} arrived corrupted (its sha256 does not match)"
             )

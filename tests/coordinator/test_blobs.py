@@ -57,6 +57,45 @@ async def test_store_refuses_mismatch_and_oversize_leaving_nothing(tmp_path: pat
     assert _stray_files(tmp_path) == []
 
 
+async def test_store_full_disk_is_507_and_leaves_nothing(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails (disk full) ends the upload with 507; no blob, no temp file."""
+    import gensyn_jupyter.coordinator._blobs as blobs_module
+
+    real_fdopen = os.fdopen
+
+    class FullDisk:
+        def __init__(self, fh: Any) -> None:
+            self._fh = fh
+            self.written = 0
+
+        def write(self, data: bytes) -> int:
+            self.written += len(data)
+            if self.written > 3 << 20:
+                raise OSError(28, "No space left on device")
+            return int(self._fh.write(data))
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._fh, name)
+
+        def __enter__(self) -> FullDisk:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self._fh.close()
+
+    monkeypatch.setattr(blobs_module.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
+    store = BlobStore(tmp_path / "blobs", max_bytes=64 << 20)
+    data = os.urandom(8 << 20)
+    with pytest.raises(ApiError) as caught:
+        await store.put(sha(data), _chunks(data, 1 << 16), declared=len(data))
+    assert caught.value.status == 507
+    assert "No space left on device" in str(caught.value.detail)
+    assert not store.exists(sha(data))
+    assert _stray_files(tmp_path) == []
+
+
 def test_store_refuses_a_path_that_is_not_a_sha(tmp_path: pathlib.Path) -> None:
     store = BlobStore(tmp_path, max_bytes=10)
     with pytest.raises(ValueError):
