@@ -126,11 +126,21 @@ def start_coordinator() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     port = free_port()
     data = Path(tempfile.mkdtemp(prefix="gensyn-bench-coord-"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gensyn_jupyter", "coordinator", "--host", "127.0.0.1",
-         "--port", str(port), "--data-dir", str(data)],
+        [
+            sys.executable,
+            "-m",
+            "gensyn_jupyter",
+            "coordinator",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60

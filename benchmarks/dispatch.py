@@ -1,107 +1,146 @@
 """Dispatch overhead: a trivial cell from cell start to result in the kernel.
 
 Starts its own devnet (coordinator + 2 providers on loopback) and a real
-kernel, warms both up, then times the same trivial cell ``--runs`` times
-through ``%%gensyn_train`` and locally in the same kernel, and prints p50/p95
-of each and their ratio. Run: ``python -m benchmarks.dispatch [--runs 20]``.
+kernel, warms both up, then times the same trivial cell (one tensor op)
+through ``%%gensyn_train``, through ipyparallel's ``%%px`` on a local cluster
+with as many engines as the devnet has providers, and locally in the same
+kernel; prints p50/p95/p99 of each and the ratios. Run:
+``python -m benchmarks.dispatch [--quick] [--runs 50] [--gap 2] [--chain none]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
+from typing import Any
 
-from jupyter_client import BlockingKernelClient
+from ._common import machine, percentile, print_table, running_devnet
+
+__all__ = ["main", "run"]
 
 CELL = "y = torch.ones(4) * 2\n"
+ENGINES = 2
+
+IPP_START = f"""
+import ipyparallel as ipp
+_cluster = ipp.Cluster(n={ENGINES}, log_level=40)
+_rc = _cluster.start_and_connect_sync()
+_rc.wait_for_engines({ENGINES}, timeout=120)
+_rc.activate()
+"""
+IPP_STOP = "_cluster.stop_cluster_sync()"
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def _time_cells(kc: BlockingKernelClient, code: str, runs: int, gap: float = 0.0) -> list[float]:
+def _time_cells(kc: Any, code: str, runs: int, gap: float = 0.0) -> list[float]:
     times = []
     for _ in range(runs):
         time.sleep(gap)
         started = time.perf_counter()
-        reply = kc.execute_interactive(code, timeout=120, output_hook=lambda msg: None)
+        reply = kc.execute_interactive(code, timeout=300, output_hook=lambda msg: None)
         times.append((time.perf_counter() - started) * 1000)
         if reply["content"]["status"] != "ok":
             raise RuntimeError(f"cell failed: {reply['content']}")
     return times
 
 
-def main() -> int:
+def run(
+    *,
+    quick: bool = False,
+    runs: int | None = None,
+    gap: float | None = None,
+    chain: str = "none",
+    ipyparallel: bool = True,
+) -> None:
+    """Print the dispatch table: remote, ipyparallel and local, with ratios."""
     from jupyter_client import KernelManager
 
+    runs = runs or (5 if quick else 50)
+    gap = (0.5 if quick else 2.0) if gap is None else gap
+    rows: list[tuple[str, list[float]]] = []
+    with running_devnet(providers=ENGINES, chain=chain) as devnet:
+        km = KernelManager(kernel_name="python3")
+        km.start_kernel(env={**devnet.env, "GENSYN_PROGRESS": "none"})
+        try:
+            kc = km.client()
+            kc.start_channels()
+            kc.wait_for_ready(timeout=60)
+            _time_cells(kc, "%load_ext gensyn_jupyter\nimport torch", 1)
+            _time_cells(kc, "%%gensyn_train\n" + CELL, 3)  # devnet found, workers forked
+            rows.append(
+                (
+                    f"%%gensyn_train, {gap:g} s apart",
+                    _time_cells(kc, "%%gensyn_train\n" + CELL, runs, gap),
+                )
+            )
+            rows.append(
+                ("%%gensyn_train, back to back", _time_cells(kc, "%%gensyn_train\n" + CELL, runs))
+            )
+            if ipyparallel:
+                _time_cells(kc, IPP_START, 1)
+                try:
+                    _time_cells(kc, "%px import torch", 1)
+                    _time_cells(kc, "%%px\n" + CELL, 3)
+                    rows.append(
+                        (
+                            f"ipyparallel %%px, {ENGINES} engines, {gap:g} s apart",
+                            _time_cells(kc, "%%px\n" + CELL, runs, gap),
+                        )
+                    )
+                finally:
+                    _time_cells(kc, IPP_STOP, 1)
+            rows.append(("local, same kernel", _time_cells(kc, CELL, runs)))
+            kc.stop_channels()
+        finally:
+            km.shutdown_kernel(now=True)
+    base = {name: percentile(values, 0.5) for name, values in rows}
+    ipp_p50 = next((v for k, v in base.items() if k.startswith("ipyparallel")), float("nan"))
+    local_p50 = base["local, same kernel"]
+    print_table(
+        f"dispatch of a trivial cell, {runs} runs each, chain {chain} ({machine()})",
+        ["path", "p50 ms", "p95 ms", "p99 ms", "p50 / ipyparallel (goal <= 2)", "p50 / local"],
+        [
+            [
+                name,
+                percentile(v, 0.5),
+                percentile(v, 0.95),
+                percentile(v, 0.99),
+                percentile(v, 0.5) / ipp_p50,
+                percentile(v, 0.5) / local_p50,
+            ]
+            for name, v in rows
+        ],
+    )
+    print("goal: %%gensyn_train p50 <= 250 ms")
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="5 runs of each")
+    parser.add_argument("--runs", type=int, default=None, help="runs of each path (default 50)")
     parser.add_argument(
         "--gap",
         type=float,
-        default=6.0,
-        help="seconds between remote runs, as between a user's cells (the provider "
-        "re-warms a worker after each task; 0 measures back-to-back cells)",
+        default=None,
+        help="seconds between runs, as between a user's cells (default 2; quick 0.5)",
     )
     parser.add_argument(
         "--chain",
-        default="auto",
+        default="none",
         choices=["auto", "anvil", "embedded", "none"],
-        help="the devnet's escrow chain; 'none' measures a free network",
+        help="the devnet's escrow chain; 'none' (default) measures a free network",
     )
-    args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="gensyn-bench-"))
-    env = {**os.environ, "GENSYN_HOME": str(home)}
-    gensyn = [sys.executable, "-m", "gensyn_jupyter"]
-    subprocess.run(
-        [*gensyn, "devnet", "up", "--detach", "--chain", args.chain],
-        env=env,
-        check=True,
-        capture_output=True,
+    parser.add_argument("--no-ipyparallel", action="store_true", help="skip the %%px baseline")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("GENSYN_PROGRESS", "none")
+    run(
+        quick=args.quick,
+        runs=args.runs,
+        gap=args.gap,
+        chain=args.chain,
+        ipyparallel=not args.no_ipyparallel,
     )
-    km = KernelManager(kernel_name="python3")
-    try:
-        km.start_kernel(env=env)
-        kc = km.client()
-        kc.start_channels()
-        kc.wait_for_ready(timeout=60)
-        _time_cells(kc, "%load_ext gensyn_jupyter\nimport torch", 1)
-        _time_cells(kc, "%%gensyn_train\n" + CELL, 3)  # warm: devnet found, workers forked
-        remote = _time_cells(kc, "%%gensyn_train\n" + CELL, args.runs, args.gap)
-        back_to_back = _time_cells(kc, "%%gensyn_train\n" + CELL, args.runs)
-        local = _time_cells(kc, CELL, args.runs)
-        kc.stop_channels()
-    finally:
-        km.shutdown_kernel(now=True)
-        subprocess.run([*gensyn, "devnet", "down"], env=env, check=False, capture_output=True)
-    print(
-        f"dispatch of a trivial cell, {args.runs} runs each, chain {args.chain}, "
-        f"on {platform.node()} "
-        f"({os.cpu_count()} cores, Python {platform.python_version()})"
-    )
-    print(f"{'':<24}{'p50 ms':>10}{'p95 ms':>10}{'mean ms':>10}")
-    rows = (
-        (f"remote, {args.gap:g} s apart", remote),
-        ("remote, back to back", back_to_back),
-        ("local, same kernel", local),
-    )
-    for name, values in rows:
-        print(
-            f"{name:<24}{_percentile(values, 0.5):>10.1f}{_percentile(values, 0.95):>10.1f}"
-            f"{statistics.fmean(values):>10.1f}"
-        )
-    ratio = _percentile(remote, 0.5) / max(_percentile(local, 0.5), 1e-9)
-    print(f"ratio remote/local at p50: {ratio:.0f}x")
     return 0
 
 

@@ -75,12 +75,33 @@ def run(*, quick: bool = False) -> None:
 
     hash_rate = _mb(total) / hash_s
     rows.append(["sha256 in this process (baseline)", _mb(total), hash_s, hash_rate, 1.0])
-    rows.append(["capture (build_bundle: safetensors + sha256)", _mb(total), capture_s,
-                 _mb(total) / capture_s, _mb(total) / capture_s / hash_rate])  # fmt: skip
-    rows.append(["upload, first run (HEAD + PUT)", _mb(sent), upload_s, _mb(sent) / upload_s,
-                 _mb(sent) / upload_s / hash_rate])  # fmt: skip
-    rows.append(["download of the largest blob (GET, hash checked)", _mb(len(got)), download_s,
-                 _mb(len(got)) / download_s, _mb(len(got)) / download_s / hash_rate])  # fmt: skip
+    rows.append(
+        [
+            "capture (build_bundle: safetensors + sha256)",
+            _mb(total),
+            capture_s,
+            _mb(total) / capture_s,
+            _mb(total) / capture_s / hash_rate,
+        ]
+    )
+    rows.append(
+        [
+            "upload, first run (HEAD + PUT)",
+            _mb(sent),
+            upload_s,
+            _mb(sent) / upload_s,
+            _mb(sent) / upload_s / hash_rate,
+        ]
+    )
+    rows.append(
+        [
+            "download of the largest blob (GET, hash checked)",
+            _mb(len(got)),
+            download_s,
+            _mb(len(got)) / download_s,
+            _mb(len(got)) / download_s / hash_rate,
+        ]
+    )
     print_table(
         f"transfer on loopback ({machine()})",
         ["step", "MB", "s", "MB/s (goal >= 500)", "ratio to sha256"],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -110,7 +111,27 @@ def _parser() -> argparse.ArgumentParser:
         help="'devnet' (1 ETH a task, 10 a day), 'off' (default: nothing signed unasked), "
         "or 'TASK_ETH/DAY_ETH' such as 0.05/1",
     )
+    bench = sub.add_parser(
+        "bench",
+        help="run the benchmarks of a source checkout (python -m benchmarks): "
+        "--quick for CI, --only NAME ...",
+    )
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="--quick, --only NAME ...")
     return parser
+
+
+def _bench(bench_args: list[str]) -> int:
+    """``python -m benchmarks`` of the checkout this package runs from."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "benchmarks" / "__main__.py").is_file():
+        print(
+            "gensyn bench: the benchmarks live in the source repository (benchmarks/ is "
+            "not part of the wheel): run it from a checkout installed with `make install`",
+            file=sys.stderr,
+        )
+        return 2
+    command = [sys.executable, "-m", "benchmarks", *bench_args]
+    return subprocess.run(command, cwd=root, check=False).returncode
 
 
 def _budget(text: str) -> BudgetPolicy:
@@ -273,6 +294,9 @@ def _devnet(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``gensyn`` command."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:  # everything after it is the benchmarks' own options
+        return _bench(argv[1:])
     args = _parser().parse_args(argv)
     if args.command == "devnet":
         return _devnet(args)

@@ -13,6 +13,7 @@ import contextlib
 import queue
 import threading
 import time
+from array import array
 from collections.abc import Callable, Generator, MutableMapping
 from typing import Any, Protocol
 
@@ -89,7 +90,9 @@ class TaskHandle:
         self._namespace = namespace
         self._output = output
         self._view = view
-        self._series: dict[str, tuple[list[int], list[float]]] = {}
+        # arrays, not lists: a million points stay 16 MB, and no small objects
+        # live on among the transient ones of event parsing (the heap can shrink)
+        self._series: dict[str, tuple[array[int], array[float]]] = {}
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._echo: queue.SimpleQueue[tuple[str, str]] | None = (
@@ -164,7 +167,9 @@ class TaskHandle:
             points = [p for p in data.get("points", []) if isinstance(p, dict)]
             with self._lock:
                 for point in points:
-                    steps, values = self._series.setdefault(str(point["name"]), ([], []))
+                    steps, values = self._series.setdefault(
+                        str(point["name"]), (array("q"), array("d"))
+                    )
                     steps.append(int(point["step"]))
                     values.append(float(point["value"]))
                 self.steps = max([self.steps, *(int(p["step"]) for p in points)])
@@ -195,8 +200,8 @@ class TaskHandle:
     def metric(self, name: str = "loss") -> tuple[list[int], list[float]]:
         """Steps and values of one metric, in the order they arrived."""
         with self._lock:
-            steps, values = self._series.get(name, ([], []))
-            return list(steps), list(values)
+            series = self._series.get(name)
+            return (list(series[0]), list(series[1])) if series else ([], [])
 
     @property
     def metrics(self) -> list[str]:
