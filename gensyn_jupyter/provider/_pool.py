@@ -1,7 +1,8 @@
-"""Warm workers: a worker process is started ahead of the lease.
+"""Warm workers: a worker process is ready before the lease arrives.
 
 A cold Python process spends about 4 s importing torch and building its first
-optimizer; the provider keeps one worker that has done so, waiting for a job.
+optimizer; the provider keeps spare workers that are past that, waiting for a
+job, forked from a fork server that paid the import once (``_forkserver``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
+from ._forkserver import ForkedProcess, ForkServer
+
 __all__ = ["Worker", "WorkerPool", "worker_environment"]
+
+_FORK_SERVER_START_S = 120.0  # importing torch on a busy 2-core machine
+_MAX_SERVER_STARTS = 3
 
 _PASSED_PREFIXES = ("OPENBLAS_", "MKL_", "CUDA_", "NVIDIA_", "CUBLAS_", "TORCH_")
 _PASSED_NAMES = ("PATH", "LD_LIBRARY_PATH", "PYTHONPATH", "VIRTUAL_ENV", "LANG", "TZ")
@@ -43,40 +49,69 @@ def worker_environment(*, home: Path, threads: int | None) -> dict[str, str]:
 
 
 class Worker:
-    """One started worker process and its pipes."""
+    """One worker process and its pipes: forked from the fork server, or started cold.
 
-    def __init__(self, *, env: dict[str, str], cwd: Path) -> None:
+    Its process (``proc``: a ``Popen`` or a :class:`ForkedProcess`) exists once
+    :meth:`wait_ready` returned True.
+    """
+
+    proc: subprocess.Popen[bytes] | ForkedProcess
+
+    def __init__(self, *, env: dict[str, str], cwd: Path, server: ForkServer | None = None) -> None:
         read_fd, write_fd = os.pipe()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-u",
-                "-m",
-                "gensyn_jupyter.provider._worker",
-                "--control-fd",
-                str(write_fd),
-                "--parent-pid",
-                str(os.getpid()),
-            ],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            pass_fds=(write_fd,),
-            env=env,
-            cwd=cwd,
-            start_new_session=True,
-        )
-        os.close(write_fd)
         self.control: IO[bytes] = os.fdopen(read_fd, "rb")
         self._ready = threading.Event()
         self._first: dict[str, Any] | None = None
-        threading.Thread(target=self._await_ready, daemon=True).start()
+        if server is None:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-u",
+                    "-m",
+                    "gensyn_jupyter.provider._worker",
+                    "--control-fd",
+                    str(write_fd),
+                    "--parent-pid",
+                    str(os.getpid()),
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(write_fd,),
+                env=env,
+                cwd=cwd,
+                start_new_session=True,
+            )
+            os.close(write_fd)
+            target: Any = self._await_ready
+            args: tuple[Any, ...] = ()
+        else:
+            target, args = self._fork, (server, write_fd)
+        threading.Thread(target=target, args=args, daemon=True).start()
+
+    def _fork(self, server: ForkServer, write_fd: int) -> None:
+        if not server.wait_ready(_FORK_SERVER_START_S):
+            os.close(write_fd)
+            self._ready.set()
+            return
+        try:
+            self.proc = server.spawn(control_fd=write_fd)  # closes write_fd
+        except (OSError, RuntimeError):
+            self._ready.set()
+            return
+        self._await_ready()
 
     def _await_ready(self) -> None:
         line = self.control.readline()
         if line:
             self._first = json.loads(line)
         self._ready.set()
+
+    def alive(self) -> bool:
+        """False once it failed to start or exited (a worker still starting is alive)."""
+        if not self._ready.is_set():
+            return True
+        return self._first is not None and self.proc.poll() is None
 
     def wait_ready(self, timeout: float) -> bool:
         """True when the worker has imported torch and waits for a job."""
@@ -89,19 +124,22 @@ class Worker:
 
     def kill(self) -> None:
         """Kill the worker and everything it started (its own process group)."""
-        if self.proc.poll() is None:
+        proc = getattr(self, "proc", None)
+        if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 class WorkerPool:
     """Keeps ``size`` warm workers ready; hands out the readiest and starts the next.
 
-    Two by default, so a cell run again right after the last one still finds
-    a warm worker while the next one imports torch (about 4 s).
+    Workers are forks of a :class:`ForkServer` that imported torch once (a few
+    milliseconds each instead of seconds); where the server cannot run
+    (``fork=False``, or it died ``_MAX_SERVER_STARTS`` times) they are started
+    cold. Two spares by default, so a cell run again right away finds one.
     """
 
-    def __init__(self, *, env: dict[str, str], cwd: Path, size: int = 2) -> None:
+    def __init__(self, *, env: dict[str, str], cwd: Path, size: int = 2, fork: bool = True) -> None:
         if size < 1:
             raise ValueError(f"a worker pool needs at least 1 worker, got {size}")
         self._env = env
@@ -109,12 +147,28 @@ class WorkerPool:
         self._size = size
         self._lock = threading.Lock()
         self._spares: list[Worker] = []
+        self._fork = fork
+        self._server: ForkServer | None = None
+        self._server_starts = 0
+
+    def _fork_server(self) -> ForkServer | None:
+        """The running fork server (started or restarted here), or None: start cold."""
+        if not self._fork:
+            return None
+        if self._server is not None and not self._server.alive:
+            self._server.close()
+            self._server = None
+        if self._server is None and self._server_starts < _MAX_SERVER_STARTS:
+            self._server_starts += 1
+            self._server = ForkServer(env=self._env, cwd=self._cwd)
+        return self._server
 
     def replenish(self) -> None:
         with self._lock:
-            self._spares = [w for w in self._spares if w.proc.poll() is None]
+            self._spares = [w for w in self._spares if w.alive()]
             while len(self._spares) < self._size:
-                self._spares.append(Worker(env=self._env, cwd=self._cwd))
+                server = self._fork_server()
+                self._spares.append(Worker(env=self._env, cwd=self._cwd, server=server))
 
     def take(self, *, timeout: float = 120.0) -> Worker:
         """A ready worker (the oldest spare, which is the likeliest to be warm)."""
@@ -132,3 +186,6 @@ class WorkerPool:
             for worker in self._spares:
                 worker.kill()
             self._spares.clear()
+            if self._server is not None:
+                self._server.close()
+                self._server = None

@@ -254,7 +254,7 @@ class TaskRunner:
                 )
             )
         if not result.exists():
-            code = worker.proc.returncode
+            code = worker.proc.returncode or 0  # it has exited: never None here
             how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
             detail = f"; last output: {stderr.strip()[-500:]}" if stderr.strip() else ""
             return ResultManifest(

@@ -139,12 +139,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parent-pid", type=int, default=0)
     args = parser.parse_args(argv)
     _die_with_parent(args.parent_pid)
-    control = _Control(os.fdopen(args.control_fd, "w", buffering=1))
     _warm_up()
+    serve_job(args.control_fd)
+    return 0
+
+
+def serve_job(control_fd: int) -> None:
+    """Say "ready" on ``control_fd``, read one job from stdin, run it, exit.
+
+    After the warm-up: called by :func:`main`, and in a fork of the fork
+    server (:mod:`._forkserver`), which warmed up once for all its children.
+    """
+    control = _Control(os.fdopen(control_fd, "w", buffering=1))
     control.send({"type": "ready"})
     line = sys.stdin.readline()
     if not line.strip():
-        return 0
+        return
     job = json.loads(line)
     os.chdir(job["workdir"])
     _run(job, control)
