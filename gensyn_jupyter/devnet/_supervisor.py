@@ -120,7 +120,9 @@ def run_devnet(
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    threads = threads or max(1, (os.cpu_count() or 1) // max(1, providers))
+    # One core is left to the coordinator, the kernel and the providers' own I/O:
+    # OpenMP threads that compete with them for every core stall at each barrier.
+    threads = threads or max(1, ((os.cpu_count() or 1) - 1) // max(1, providers))
     exe = [sys.executable, "-m", "gensyn_jupyter"]
     if chain != "none" and providers > MAX_PROVIDERS:
         print(f"devnet failed: at most {MAX_PROVIDERS} providers", file=sys.stderr, flush=True)

@@ -45,6 +45,9 @@ def worker_environment(*, home: Path, threads: int | None) -> dict[str, str]:
     env.setdefault("LANG", "C.UTF-8")
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
+    # OpenMP threads that spin at barriers collapse when another process wants the
+    # core (a 2-thread MLP on 2 busy cores: 5-60 steps/s spinning, 110-200 passive).
+    env["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
     return env
 
 
