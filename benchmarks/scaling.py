@@ -3,8 +3,8 @@
 A bare coordinator process on loopback; N simulated kernels submit tasks
 (one shared bundle) and N simulated providers lease them, post their metric
 points (``POINTS`` per task, in two batches) and a result, as fast as they
-can, for N in 1, 5, 20. The clients are threads of this process, so they
-share the machine's cores with the coordinator: the figures are what one
+can, for N in 1, 5, 20. The clients are processes of their own (no shared
+GIL), on the same cores as the coordinator: the figures are what one
 machine sustains end to end, not the coordinator alone. Baseline: N = 1.
 The curve is saved as ``benchmarks/results/scaling.png``.
 
@@ -14,8 +14,8 @@ Run: ``python -m benchmarks.scaling [--quick]``.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -39,9 +39,7 @@ def _kernel(url: str, spec: dict[str, Any], count: int, errors: list[str]) -> No
                 return
 
 
-def _provider(
-    url: str, name: str, stop: threading.Event, done: list[int], errors: list[str]
-) -> None:
+def _provider(url: str, name: str, stop: Any, done: Any, errors: Any) -> None:
     from gensyn_jupyter.protocol import EventIn, ResultManifest
     from gensyn_jupyter.provider._client import ProviderClient
     from gensyn_jupyter.provider._hardware import detect_hardware
@@ -61,9 +59,10 @@ def _provider(
                 ]
                 client.post_events(lease.id, [EventIn(kind="metrics", data={"points": points})])
             client.post_result(lease.id, ResultManifest(steps=POINTS))
-            done.append(1)
+            with done.get_lock():
+                done.value += 1
     except Exception as exc:  # reported, not raised: the table says what failed
-        errors.append(f"{name}: {exc}")
+        errors.put(f"{name}: {exc}")
     finally:
         client.close()
 
@@ -77,38 +76,44 @@ def _round(n: int, tasks: int) -> tuple[float, float]:
 
     prepared = build_bundle("x = 1\n", {})
     bundle = prepared.bundle_json()
-    errors: list[str] = []
-    done: list[int] = []
+    ctx = multiprocessing.get_context("fork")
+    errors: Any = ctx.Queue()
+    done: Any = ctx.Value("i", 0)
+    stop: Any = ctx.Event()
+    failure: str | None = None
     with start_coordinator() as (url, _proc):
         with httpx.Client(base_url=url, timeout=60) as http:
             BlobClient(client=http).upload_missing({**prepared.blobs, sha256_hex(bundle): bundle})
         spec = {"bundle": sha256_hex(bundle), "label": "scaling benchmark"}
-        stop = threading.Event()
         providers = [
-            threading.Thread(target=_provider, args=(url, f"sim-{i}", stop, done, errors))
+            ctx.Process(target=_provider, args=(url, f"sim-{i}", stop, done, errors))
             for i in range(n)
         ]
-        for thread in providers:
-            thread.start()
-        time.sleep(0.5)  # registered
+        for process in providers:
+            process.start()
+        time.sleep(1.0)  # registered
         started = time.perf_counter()
         kernels = [
-            threading.Thread(target=_kernel, args=(url, spec, tasks // n, errors)) for _ in range(n)
+            ctx.Process(target=_kernel, args=(url, spec, tasks // n, errors)) for _ in range(n)
         ]
-        for thread in kernels:
-            thread.start()
+        for process in kernels:
+            process.start()
         expected = (tasks // n) * n
         deadline = time.monotonic() + 600
-        while len(done) < expected and not errors and time.monotonic() < deadline:
+        while done.value < expected and errors.empty() and time.monotonic() < deadline:
             time.sleep(0.01)
         elapsed = time.perf_counter() - started
         stop.set()
-        for thread in kernels + providers:
-            thread.join(timeout=30)
-    if errors:
-        raise RuntimeError(f"with {n} providers: {errors[0]}")
-    if len(done) < expected:
-        raise RuntimeError(f"with {n} providers: {len(done)} of {expected} tasks done in 600 s")
+        for process in kernels + providers:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.kill()
+        if not errors.empty():
+            failure = str(errors.get())
+    if failure is not None:
+        raise RuntimeError(f"with {n} providers: {failure}")
+    if done.value < expected:
+        raise RuntimeError(f"with {n} providers: {done.value} of {expected} tasks done in 600 s")
     return expected / elapsed, expected * POINTS / elapsed
 
 
