@@ -13,9 +13,14 @@ from ._devnet import Devnet, gensyn
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that use the devnet run on one xdist worker, so one devnet serves them all."""
+    """Tests that use the devnet run on one xdist worker, so one devnet serves them all.
+
+    Browser tests go there too: they come last on that worker (tests/ui sorts
+    after the rest), away from the async tests of the other worker.
+    """
     for item in items:
-        if "devnet" in getattr(item, "fixturenames", ()):
+        fixtures = getattr(item, "fixturenames", ())
+        if "devnet" in fixtures or "browser" in fixtures:
             item.add_marker(pytest.mark.xdist_group("devnet"))
 
 

@@ -31,6 +31,7 @@ FORBIDDEN = {
     "server": {"kernel", "coordinator", "provider", "widgets", "capture", "devnet"},
     "widgets": {"kernel", "coordinator", "provider", "server", "chain", "devnet"},
     "chain": {"kernel", "widgets", "coordinator", "provider", "server", "capture", "devnet"},
+    "verify": {"kernel", "widgets", "coordinator", "provider", "server", "chain", "devnet"},
 }
 
 

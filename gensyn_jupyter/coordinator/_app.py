@@ -23,6 +23,7 @@ from ._limits import JsonBodyLimit
 from ._providers import count_online
 from ._routes_blobs import router as blobs_router
 from ._routes_chain import router as chain_router
+from ._routes_events import router as events_router
 from ._routes_providers import leases as leases_router
 from ._routes_providers import providers as providers_router
 from ._routes_tasks import router as tasks_router
@@ -163,6 +164,7 @@ def create_app(
     app.include_router(providers_router)
     app.include_router(leases_router)
     app.include_router(chain_router)
+    app.include_router(events_router)
 
     @app.get("/v1/health", response_model=Health, tags=["health"], summary="Is it up?")
     async def health(ctx: Ctx) -> Health:

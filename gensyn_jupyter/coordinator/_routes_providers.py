@@ -46,7 +46,9 @@ async def register(info: ProviderInfo, ctx: Ctx, account: OptionalAccount) -> Pr
     A provider signed in with its own key (``Authorization: Bearer <session>``)
     is paid to that address and can take paid tasks once staked.
     """
-    return await in_thread(register_provider, ctx, info, account)
+    registration = await in_thread(register_provider, ctx, info, account)
+    ctx.events.notify()  # GET /v1/events streams provider changes
+    return registration
 
 
 @providers.get("", response_model=list[Provider], summary="List providers")

@@ -90,7 +90,8 @@ def end_run(
     set_state(session, task, state, message, now, **extra)
 
 
-def _check_bundle(ctx: Context, spec: TaskSpec) -> None:
+def _check_bundle(ctx: Context, spec: TaskSpec) -> int:
+    """Check the bundle and its blobs; the bytes of the bundle plus its distinct input blobs."""
     sha = spec.bundle
     size = ctx.blobs.size(sha)
     if size is None:
@@ -110,14 +111,20 @@ def _check_bundle(ctx: Context, spec: TaskSpec) -> None:
     except ValidationError as exc:
         problem, _ = validation_problem(exc)
         raise ApiError(400, f"bundle is not valid: {problem}", "bundle") from None
+    inputs: dict[str, int] = {}
     for ref in bundle.inputs:
-        if ref.blob is not None and not ctx.blobs.exists(ref.blob):
+        if ref.blob is None:
+            continue
+        blob_size = ctx.blobs.size(ref.blob)
+        if blob_size is None:
             raise ApiError(
                 400,
                 f"input '{ref.name}' refers to blob {ref.blob} which was not uploaded; "
                 f"PUT /v1/blobs/{ref.blob} first",
                 "bundle",
             )
+        inputs[ref.blob] = blob_size
+    return size + sum(inputs.values())
 
 
 def create_task(ctx: Context, spec: TaskSpec, account: str | None = None) -> Task:
@@ -139,7 +146,8 @@ def create_task(ctx: Context, spec: TaskSpec, account: str | None = None) -> Tas
             "(it has no verifiers); submit with verify 'none'",
             "verify",
         )
-    _check_bundle(ctx, spec)
+    # The approval shows the size to the payer: store what was measured, not what was claimed.
+    spec = spec.model_copy(update={"bundle_bytes": _check_bundle(ctx, spec)})
     now = time.time()
     with ctx.db.write() as session:
         task_id = new_id("t")

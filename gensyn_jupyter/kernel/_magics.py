@@ -12,6 +12,7 @@ from ..protocol import CoordinatorError
 from ._client import CoordinatorClient
 from ._errors import GensynError
 from ._network import devnet_command, resolve_network
+from ._origin import cell_origin
 from ._train import TrainOptions, attach_task, train_cell
 
 __all__ = ["GensynMagics"]
@@ -77,6 +78,14 @@ class GensynMagics(Magics):
     )
     @argument("--max-seconds", type=int, default=3600, help="stop the run after this many seconds")
     @argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        metavar="K",
+        help="optimizer steps between committed checkpoints (default: chosen from the step "
+        "count, at most 32 checkpoints; 0: no checkpoint commitment)",
+    )
+    @argument(
         "--async",
         dest="run_async",
         action="store_true",
@@ -100,8 +109,11 @@ class GensynMagics(Magics):
             )
         if args.gpus < 1:
             raise GensynError(f"--gpus {args.gpus}: ask for at least 1")
+        if args.checkpoint_every is not None and args.checkpoint_every < 0:
+            raise GensynError(f"--checkpoint-every {args.checkpoint_every}: use 0 or more steps")
         if not args.output.isidentifier():
             raise GensynError(f"-o {args.output!r} is not a valid Python name")
+        notebook, cell_id = cell_origin(self.shell)
         options = TrainOptions(
             gpus=args.gpus,
             verify=args.verify,
@@ -109,6 +121,9 @@ class GensynMagics(Magics):
             output=args.output,
             max_seconds=args.max_seconds,
             run_async=args.run_async,
+            checkpoint_every=args.checkpoint_every,
+            notebook=notebook,
+            cell_id=cell_id,
         )
         from ..capture import PreflightError
 

@@ -33,6 +33,12 @@ class TrainOptions:
     label: str = ""
     cell_line_offset: int = 1
     run_async: bool = False
+    checkpoint_every: int | None = None
+    """Steps between committed checkpoints; None: the provider chooses; 0: none."""
+    notebook: str = ""
+    """The notebook the cell is in (see ``_origin``); empty when unknown."""
+    cell_id: str = ""
+    """The cell's nbformat id; empty when unknown."""
 
 
 def format_bytes(n: float) -> str:
@@ -183,6 +189,8 @@ def train_cell(
         cell_line_offset=options.cell_line_offset,
         exclude={options.output},
     )
+    # In the bundle, not the spec: a verifier replaying the task needs it with the cell.
+    prepared.bundle.checkpoint_every = options.checkpoint_every
     bundle_json = prepared.bundle_json()
     bundle_sha = sha256_hex(bundle_json)
     sent = client.blobs.upload_missing({**prepared.blobs, bundle_sha: bundle_json})
@@ -194,6 +202,9 @@ def train_cell(
             "device": options.device,
             "max_seconds": options.max_seconds,
             "label": options.label,
+            "notebook": options.notebook,
+            "cell_id": options.cell_id,
+            "bundle_bytes": prepared.nbytes,
         }
     )
     _warn_if_no_provider_fits(client, options, say)

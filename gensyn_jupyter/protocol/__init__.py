@@ -1,6 +1,14 @@
 """Schemas shared by every part of gensyn-jupyter; imports nothing else of ours."""
 
 from ._bundle import Bundle, Environment, InputKind, InputRef, Sha256
+from ._commitment import (
+    COMMITMENT_VERSION,
+    CheckpointLeaf,
+    Commitment,
+    DeterminismClass,
+    Hex32,
+    LeafKind,
+)
 from ._hashing import SHA256_RE, is_sha256, sha256_hex
 from ._http import BlobClient, CoordinatorError, raise_for_error
 from ._orders import (
@@ -48,6 +56,7 @@ from ._task import (
 )
 
 __all__ = [
+    "COMMITMENT_VERSION",
     "ORDER_DOMAIN_NAME",
     "ORDER_DOMAIN_VERSION",
     "SHA256_RE",
@@ -56,7 +65,10 @@ __all__ = [
     "BlobClient",
     "Bundle",
     "ChainInfo",
+    "CheckpointLeaf",
+    "Commitment",
     "CoordinatorError",
+    "DeterminismClass",
     "Environment",
     "ErrorBody",
     "Event",
@@ -66,8 +78,10 @@ __all__ = [
     "EventsPostReply",
     "GpuInfo",
     "Heartbeat",
+    "Hex32",
     "InputKind",
     "InputRef",
+    "LeafKind",
     "Lease",
     "LoginRequest",
     "MetricPoint",

@@ -67,6 +67,13 @@ class Bundle(_Model):
         default=1, ge=0, description="lines above the body in the notebook cell (the magic line)"
     )
     kernel_device: str = Field(default="cpu", description="device the kernel's tensors live on")
+    checkpoint_every: int | None = Field(
+        default=None,
+        ge=0,
+        le=1_000_000_000,
+        description="optimizer steps between committed checkpoints (``--checkpoint-every``); "
+        "None: chosen from the step count (at most 32 checkpoints); 0: no commitment",
+    )
 
     def blobs(self) -> set[str]:
         """Every blob the inputs refer to."""

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._bundle import Sha256
+from ._commitment import Commitment
 from ._payment import Payment
 from ._states import TaskState, VerifyMode
 
@@ -48,6 +49,19 @@ class TaskSpec(_Model):
     max_seconds: Annotated[int, Field(ge=1, le=7 * 24 * 3600)] = 3600
     label: Annotated[str, Field(max_length=500)] = ""
     owner: Annotated[str, Field(max_length=200)] = ""
+    notebook: Annotated[str, Field(max_length=1024)] = Field(
+        default="",
+        description="the notebook the cell came from, as its kernel knew it "
+        "(a path; a home directory spelled '~'); empty when unknown",
+    )
+    cell_id: Annotated[str, Field(max_length=64, pattern=r"^[A-Za-z0-9_-]*$")] = Field(
+        default="", description="the nbformat id of the cell; empty when unknown"
+    )
+    bundle_bytes: Annotated[int, Field(ge=0)] = Field(
+        default=0,
+        description="bytes of the bundle JSON plus its input blobs (the coordinator "
+        "stores what it measured)",
+    )
 
 
 class RemoteFrame(_Model):
@@ -95,6 +109,9 @@ class ResultManifest(_Model):
         default=None,
         pattern=r"^0x[0-9a-f]{64}$",
         description="on a paid network: the provider's commit transaction",
+    )
+    commitment: Commitment | None = Field(
+        default=None, description="checkpoint hashes of the run and their Merkle root"
     )
 
 

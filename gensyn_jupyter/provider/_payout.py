@@ -18,7 +18,7 @@ from web3 import HTTPProvider, Web3
 from ..chain import Market, MarketError
 from ..protocol import ChainInfo, Lease, ResultManifest
 
-__all__ = ["Payout", "amount_due", "output_hash"]
+__all__ = ["Payout", "amount_due", "checkpoint_root", "output_hash"]
 
 
 def amount_due(lease: Lease, duration_s: float) -> int:
@@ -29,6 +29,14 @@ def amount_due(lease: Lease, duration_s: float) -> int:
     used = math.ceil(max(0.0, duration_s) * lease.task.spec.gpus * payment.rate_wei_per_gpu_second)
     cap = payment.price_wei if payment.price_wei is not None else payment.order.max_price_wei
     return min(used, cap)
+
+
+def checkpoint_root(manifest: ResultManifest) -> bytes:
+    """The Merkle root of the run's checkpoints; the output hash when it has none
+    (a failed or cancelled run, or ``--checkpoint-every 0``)."""
+    if manifest.commitment is not None:
+        return bytes.fromhex(manifest.commitment.root[2:])
+    return output_hash(manifest)
 
 
 def output_hash(manifest: ResultManifest) -> bytes:
@@ -73,10 +81,11 @@ class Payout:
             return None
         key = bytes.fromhex(payment.task_key[2:])
         digest = output_hash(manifest)
+        root = checkpoint_root(manifest)
         due = amount_due(lease, manifest.duration_s)
         try:
             with self._lock:
-                receipt = self._market.transact(self.account, "commit", key, digest, digest, due)
+                receipt = self._market.transact(self.account, "commit", key, root, digest, due)
         except MarketError as exc:
             self._log(f"commit of {lease.task.id} refused on chain: {exc}")
             return None

@@ -85,6 +85,8 @@ class TaskRunner:
         self._info = info
         self._blob_dir = work_dir / "blobs"
         self._task_dir = work_dir / "tasks"
+        self._checkpoint_dir = work_dir / "checkpoints"
+        """Checkpoints of committed runs, kept for verifiers (one folder per task)."""
         self._blob_dir.mkdir(parents=True, exist_ok=True)
         self._task_dir.mkdir(parents=True, exist_ok=True)
         self._pool = pool
@@ -136,6 +138,7 @@ class TaskRunner:
         outbox = _Outbox()
         workdir = self._task_dir / task.id
         shutil.rmtree(workdir, ignore_errors=True)
+        shutil.rmtree(self._checkpoint_dir / task.id, ignore_errors=True)
         workdir.mkdir(parents=True)
         try:
             self._prepare(lease)
@@ -172,6 +175,7 @@ class TaskRunner:
                 "device": device,
                 "threads": self._threads,
                 "task_id": task.id,
+                "checkpoint_dir": str(self._checkpoint_dir / task.id),
             }
         )
         self._log(f"running {task.id} on {device} (worker pid {worker.proc.pid})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import traceback
 
 from ..protocol import RemoteError, RemoteFrame
+from ..verify import TRACKER_FILE
 
 __all__ = ["CELL_FILENAME", "remote_error"]
 
@@ -14,7 +15,8 @@ CELL_FILENAME = "<gensyn-cell>"
 def remote_error(exc: BaseException, *, source: str, line_offset: int) -> RemoteError:
     """Describe ``exc`` from the first frame in the cell on.
 
-    Frames of the worker itself are dropped; a cell frame's line number is
+    Frames of the worker itself (and of the loop tracker between a cell's
+    ``for`` and its iterable) are dropped; a cell frame's line number is
     shifted by ``line_offset`` so that it matches the notebook cell (whose
     first line is the magic).
     """
@@ -24,7 +26,7 @@ def remote_error(exc: BaseException, *, source: str, line_offset: int) -> Remote
     for summary in traceback.extract_tb(exc.__traceback__):
         in_cell = summary.filename == CELL_FILENAME
         seen_cell = seen_cell or in_cell
-        if not seen_cell:
+        if not seen_cell or summary.filename == TRACKER_FILE:
             continue
         lineno = summary.lineno or 0
         if in_cell:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import builtins
+import contextlib
 import json
 import os
 import sys
@@ -44,6 +45,7 @@ def _run(job: dict[str, Any], control: _Control) -> None:
 
     from ..capture import encode_results, load_inputs
     from ..protocol import Bundle, RemoteError, ResultManifest
+    from ..verify import Recording, seed_for
     from ._autolog import Autolog
     from ._placement import place_on_device
     from ._traceback import CELL_FILENAME, remote_error
@@ -76,19 +78,39 @@ def _run(job: dict[str, Any], control: _Control) -> None:
     placement = place_on_device(namespace, list(inputs), device=device)
     for line in placement.lines:
         control.send({"type": "log", "message": line})
-    code = compile(bundle.source, CELL_FILENAME, "exec")
-    autolog.install()
-    try:
-        exec(code, namespace)
-    except BaseException as exc:  # the user's exception, reported with cell lines
-        manifest.error = remote_error(
-            exc, source=bundle.source, line_offset=bundle.cell_line_offset
+    recording: Recording | None = None
+    if bundle.checkpoint_every != 0:
+        checkpoints = job.get("checkpoint_dir")
+        recording = Recording(
+            bundle.source,
+            namespace,
+            every=bundle.checkpoint_every,
+            directory=Path(checkpoints) if checkpoints else out / "checkpoints",
+            seed=seed_for(job["bundle"]),
+            device=device,
+            filename=CELL_FILENAME,
         )
-    finally:
-        autolog.uninstall()
-        autolog.flush()
-        sys.stdout.flush()
-        sys.stderr.flush()
+    code = recording.code if recording else compile(bundle.source, CELL_FILENAME, "exec")
+    with recording or contextlib.nullcontext():
+        autolog.install()
+        try:
+            exec(code, namespace)
+        except BaseException as exc:  # the user's exception, reported with cell lines
+            manifest.error = remote_error(
+                exc, source=bundle.source, line_offset=bundle.cell_line_offset
+            )
+        finally:
+            autolog.uninstall()
+            autolog.flush()
+            sys.stdout.flush()
+            sys.stderr.flush()
+        if recording is not None and manifest.error is None:
+            manifest.commitment = recording.finish()
+            notes = manifest.commitment.notes if manifest.commitment else []
+            if manifest.commitment is None:
+                notes = [f"no checkpoint commitment for this run: {recording.failure}"]
+            for note in notes:
+                control.send({"type": "log", "message": note})
     manifest.steps = autolog.steps
     placement.restore(namespace)
     if manifest.error is None:
@@ -150,6 +172,8 @@ def serve_job(control_fd: int) -> None:
     After the warm-up: called by :func:`main`, and in a fork of the fork
     server (:mod:`._forkserver`), which warmed up once for all its children.
     """
+    # cuBLAS reads this when CUDA starts: before any tensor reaches the GPU.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     control = _Control(os.fdopen(control_fd, "w", buffering=1))
     control.send({"type": "ready"})
     line = sys.stdin.readline()

@@ -10,9 +10,11 @@ from traitlets import Float, Int, List, TraitError, Unicode, default, validate
 
 from ..chain import DEFAULT_SCRYPT_N, Keystore, default_keystore_dir
 from ._errors import ApiError
+from ._event_handlers import event_handlers
 from ._handlers import handlers
 from ._network import Network, default_network, resolve_network
 from ._proxy import CoordinatorProxy
+from ._relay import EventRelay
 from ._wallet import Wallet
 from ._wallet_handlers import wallet_handlers
 
@@ -51,6 +53,11 @@ class GensynServer(ExtensionApp):
         ),
     ).tag(config=True)
 
+    events_heartbeat_seconds = Float(
+        15.0,
+        help="Seconds of silence after which GET /gensyn/api/events sends a keep-alive comment.",
+    ).tag(config=True)
+
     keystore_scrypt_n = Int(
         DEFAULT_SCRYPT_N,
         help="scrypt work factor of new keystore files (a power of two; the standard 2**18).",
@@ -69,6 +76,14 @@ class GensynServer(ExtensionApp):
 
     _proxy: CoordinatorProxy | None = None
     _wallet: Wallet | None = None
+    _relays: set[EventRelay] | None = None
+
+    @property
+    def relays(self) -> set[EventRelay]:
+        """The event streams open now (closed when the server stops)."""
+        if self._relays is None:
+            self._relays = set()
+        return self._relays
 
     @property
     def proxy(self) -> CoordinatorProxy:
@@ -99,10 +114,13 @@ class GensynServer(ExtensionApp):
     def initialize_handlers(self) -> None:
         # The wallet's routes first: the last route of handlers() answers 404 for the rest.
         self.handlers.extend(wallet_handlers(self))
+        self.handlers.extend(event_handlers(self))
         self.handlers.extend(handlers(self))
 
     async def stop_extension(self) -> None:
-        """Close the coordinator clients and lock the wallet when the server shuts down."""
+        """Close the event streams and the coordinator clients, lock the wallet."""
+        for relay in list(self.relays):
+            await relay.aclose()
         if self._wallet is not None:
             self._wallet.close()
             self._wallet = None

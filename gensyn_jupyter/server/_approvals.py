@@ -24,6 +24,7 @@ from ..chain import (
 from ..protocol import CoordinatorError, Task, TaskState, task_key
 from ._calls import coordinator_errors, fetch_task, request_json, task_of
 from ._errors import ApiError
+from ._origin import origin_fields, size_text
 from ._sessions import Link
 from ._wallet import Wallet
 
@@ -40,8 +41,13 @@ _REFUND_ERRORS = (
 _UNLOCK = "unlock it in the Gensyn panel (Wallet) or with POST /gensyn/api/wallet/unlock"
 
 
-def describe(task: Task, ledger: BudgetLedger) -> dict[str, Any]:
-    """A waiting task as a person reads it: the order, its amounts in ETH, and the budget's say."""
+def describe(task: Task, ledger: BudgetLedger, root_dir: str | None = None) -> dict[str, Any]:
+    """A waiting task as a person reads it: the order, its amounts in ETH, and the budget's say.
+
+    Also what the cell asked for beyond the order: the bundle's size, and the
+    notebook and cell it came from (``notebook_path`` is where this server,
+    whose root is ``root_dir``, opens that notebook; ``null`` when it cannot).
+    """
     if task.payment is None:
         raise ValueError(f"task {task.id} is free: it needs no approval")
     order = task.payment.order
@@ -64,6 +70,9 @@ def describe(task: Task, ledger: BudgetLedger) -> dict[str, Any]:
         "max_seconds": spec.max_seconds,
         "verify": order.verify.value,
         "bundle": spec.bundle,
+        "bundle_bytes": spec.bundle_bytes,
+        "bundle_size": size_text(spec.bundle_bytes) if spec.bundle_bytes else None,
+        **origin_fields(spec, root_dir),
         "summary": (
             f"task {task.id}: at most {format_eth(order.total_wei)} for {gpus}, up to "
             f"{spec.max_seconds} s, verification {order.verify.value}, deadline {deadline}, "
@@ -193,7 +202,7 @@ def faucet(wallet: Wallet, network: str, address: str) -> Any:
     return request_json(wallet.http, network, "POST", "/v1/faucet", json={"address": address})
 
 
-def pending(wallet: Wallet, tasks: list[Task]) -> list[dict[str, Any]]:
+def pending(wallet: Wallet, tasks: list[Task], root_dir: str | None = None) -> list[dict[str, Any]]:
     """The paid tasks among ``tasks``, described, with the current budget's decision."""
     wallet.policy()
-    return [describe(task, wallet.ledger) for task in tasks if task.payment is not None]
+    return [describe(task, wallet.ledger, root_dir) for task in tasks if task.payment is not None]

@@ -15,6 +15,7 @@ from tornado import web
 from ..protocol import Provider, Task
 from ._errors import ApiError
 from ._network import Network
+from ._origin import task_with_origin
 from ._proxy import CoordinatorProxy
 
 __all__ = ["API_PREFIX", "Backend", "handlers"]
@@ -71,6 +72,12 @@ class _Handler(APIHandler):
             requested = self.get_query_argument("network", None)
         return self.backend.resolve(requested)
 
+    @property
+    def root_dir(self) -> str | None:
+        """The Jupyter server's root directory (where the browser's paths start)."""
+        root = self.settings.get("server_root_dir")
+        return str(root) if root else None
+
     def task_path(self, task_id: str) -> str:
         if not _TASK_ID.fullmatch(task_id):
             raise ApiError(404, f"no task {task_id!r}: not a task id", "task_id")
@@ -103,8 +110,12 @@ def _http_error_detail(exc: web.HTTPError, status: int) -> str:
 
 
 def _validated(adapter: TypeAdapter[Any], body: Any, network: Network, what: str) -> str:
+    return adapter.dump_json(_parsed(adapter, body, network, what)).decode()
+
+
+def _parsed(adapter: TypeAdapter[Any], body: Any, network: Network, what: str) -> Any:
     try:
-        return adapter.dump_json(adapter.validate_python(body)).decode()
+        return adapter.validate_python(body)
     except ValidationError as exc:
         raise ApiError(
             502,
@@ -148,7 +159,11 @@ class HealthHandler(_Handler):
 
 
 class TasksHandler(_Handler):
-    """``GET /gensyn/api/tasks?limit=&state=``: the coordinator's tasks, newest first."""
+    """``GET /gensyn/api/tasks?limit=&state=``: the coordinator's tasks, newest first.
+
+    Each task has ``notebook_path`` too: its notebook below this server's root
+    (``null`` when it has none, or one outside the root).
+    """
 
     @web.authenticated
     @authorized
@@ -165,7 +180,8 @@ class TasksHandler(_Handler):
             params["state"] = state
         network = self.network()
         body = await self.backend.proxy.call(network.url, "GET", "/v1/tasks", params)
-        self.reply(_validated(_TASKS, body, network, "a list of tasks"))
+        tasks: list[Task] = _parsed(_TASKS, body, network, "a list of tasks")
+        self.reply([task_with_origin(task, self.root_dir) for task in tasks])
 
 
 class TaskHandler(_Handler):
@@ -177,7 +193,7 @@ class TaskHandler(_Handler):
         path = self.task_path(task_id)
         network = self.network()
         body = await self.backend.proxy.call(network.url, "GET", path)
-        self.reply(_validated(_TASK, body, network, "a task"))
+        self.reply(task_with_origin(_parsed(_TASK, body, network, "a task"), self.root_dir))
 
 
 class CancelHandler(_Handler):

@@ -64,6 +64,45 @@ class CoordinatorProxy:
             raise ApiError(502, f"cannot reach the coordinator at {network}: {reason}") from exc
         return _json_of(network, response)
 
+    async def open_stream(
+        self,
+        network: str,
+        path: str,
+        params: dict[str, str | int] | None = None,
+        headers: dict[str, str] | None = None,
+        *,
+        read_timeout: float = 60.0,
+    ) -> httpx.Response:
+        """``GET`` ``network + path`` as a stream: the response, open, whatever its status.
+
+        The caller reads it and must ``aclose()`` it. ``read_timeout`` bounds
+        the silence between two chunks (a live stream sends keep-alives).
+
+        Raises
+        ------
+        ApiError
+            502 when the coordinator cannot be reached; 504 when it does not
+            answer in time.
+        """
+        request = self._client.build_request(
+            "GET",
+            f"{network}{path}",
+            params=params,
+            headers={"Accept": "text/event-stream", **(headers or {})},
+            timeout=httpx.Timeout(self.timeout, read=read_timeout),
+        )
+        try:
+            return await self._client.send(request, stream=True)
+        except httpx.TimeoutException as exc:
+            raise ApiError(
+                504,
+                f"the coordinator at {network} did not answer within {self.timeout:g} s "
+                f"({type(exc).__name__})",
+            ) from exc
+        except httpx.HTTPError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise ApiError(502, f"cannot reach the coordinator at {network}: {reason}") from exc
+
 
 def _json_of(network: str, response: httpx.Response) -> Any:
     status = response.status_code

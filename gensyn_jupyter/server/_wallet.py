@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,9 @@ from ..chain import (
     KeystoreError,
     WrongPassphrase,
 )
+from ..config import session_file, write_session
 from ._autoapprove import AutoApprover
+from ._browser_wallet import BrowserWallet
 from ._budget_settings import BudgetSettings, eth_text
 from ._errors import ApiError
 from ._sessions import Sessions
@@ -70,6 +73,9 @@ class Wallet:
         self.http = httpx.Client(timeout=timeout, follow_redirects=False)
         self.sessions = Sessions(keystore=keystore, ledger=self.ledger, timeout=timeout, log=log)
         self.auto = AutoApprover(self, default_network)
+        self.browser = BrowserWallet(timeout=timeout)
+        self.browser_in_use = False
+        """True after a browser wallet signed in, until a keystore key is unlocked again."""
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gensyn-wallet")
         self._in_use: str | None = None
         self._policy_loaded = False
@@ -107,8 +113,36 @@ class Wallet:
                 raise ApiError(403, str(exc), "passphrase") from None
             raise ApiError(409, str(exc), "address") from None
         self._in_use = match
+        self.browser_in_use = False
+        for link in self.sessions.of(match):  # the kernel submits as this account again
+            token = link.http.headers["Authorization"].removeprefix("Bearer ")
+            write_session(link.network, token=token, address=match, expires_at=link.expires_at)
         self.auto.retry_now()
         return match
+
+    def browser_logout(self, network: str) -> None:
+        """Forget the browser account of ``network``; the kernel's session goes with it.
+
+        The session file becomes the account in use's again where it is signed
+        in to ``network``, and is removed otherwise.
+        """
+        gone = self.browser.logout(network)
+        self.browser_in_use = False
+        path = session_file(network)
+        try:
+            stored = json.loads(path.read_text()).get("address", "")
+        except (OSError, ValueError, AttributeError):
+            return
+        if gone is None or str(stored).lower() != gone.address.lower():
+            return
+        account = self.account_in_use()
+        links = self.sessions.of(account) if account is not None else []
+        link = next((k for k in links if k.network == network), None)
+        if link is not None:
+            token = link.http.headers["Authorization"].removeprefix("Bearer ")
+            write_session(network, token=token, address=link.address, expires_at=link.expires_at)
+        else:
+            path.unlink(missing_ok=True)
 
     def lock(self, address: str | None) -> None:
         """Lock ``address`` (every account when ``None``) and drop its signers."""
@@ -175,7 +209,15 @@ class Wallet:
             "credits_wei": None,
             "session": False,
             "error": problem,
+            "source": "keystore" if account else None,
+            "browser": None if network is None else self.browser.view(network),
         }
+        browser = out["browser"]
+        if self.browser_in_use and browser is not None and browser["signed_in"]:
+            out.update(account=browser["address"], session=True, source="browser")
+            out.update(balance_wei=browser["balance_wei"], credits_wei=browser["credits_wei"])
+            out["error"] = browser["error"] or problem
+            return out
         if account is None or network is None:
             return out
         try:
@@ -199,4 +241,5 @@ class Wallet:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.keystore.lock()
         self.sessions.close()
+        self.browser.close()
         self.http.close()

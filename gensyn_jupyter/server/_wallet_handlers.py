@@ -200,6 +200,9 @@ class ApprovalsHandler(_WalletHandler):
     async def get(self) -> None:
         query = {"account": self.get_query_argument("account", None)}
         account = _address(query, "account", required=False)
+        if account is None and self.wallet.browser_in_use:
+            browser = self.wallet.browser.session(self.network().url)
+            account = browser.address if browser is not None else None
         if account is None:
             account = await self.wallet.run(self.wallet.account_in_use)
         if account is None:
@@ -212,7 +215,7 @@ class ApprovalsHandler(_WalletHandler):
         }
         body = await self.backend.proxy.call(network.url, "GET", "/v1/tasks", params)
         tasks = _TASKS.validate_json(_validated(_TASKS, body, network, "a list of tasks"))
-        self.reply(await self.wallet.run(pending, self.wallet, tasks))
+        self.reply(await self.wallet.run(pending, self.wallet, tasks, self.root_dir))
 
 
 class ApproveHandler(_WalletHandler):
@@ -296,4 +299,7 @@ def wallet_handlers(backend: WalletBackend) -> list[tuple[str, type[_Handler], d
         ("faucet", FaucetHandler),
         ("budget", BudgetHandler),
     ]
-    return [(f"{API_PREFIX}/{pattern}", handler, kwargs) for pattern, handler in routes]
+    from ._browser_handlers import browser_handlers  # it builds on this module's handlers
+
+    own = [(f"{API_PREFIX}/{pattern}", handler, kwargs) for pattern, handler in routes]
+    return own + browser_handlers(backend)

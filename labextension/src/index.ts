@@ -12,6 +12,7 @@ import { ISettingRegistry } from '@jupyterlab/settingregistry';
 
 import { requestAPI } from './api';
 import { gensynIcon } from './icon';
+import { openCell } from './opencell';
 import { GensynPanel } from './panel/panel';
 
 export { requestAPI } from './api';
@@ -31,6 +32,7 @@ export const ACTIVATED_MESSAGE = 'gensyn-jupyter is activated';
 export namespace CommandIDs {
   export const openPanel = 'gensyn:open-panel';
   export const approveNext = 'gensyn:approve-next';
+  export const connectWallet = 'gensyn:connect-wallet';
 }
 
 /** Read the plugin's settings (`labextension/schema/plugin.json`) into the panel. */
@@ -42,6 +44,11 @@ function applySettings(panel: GensynPanel, settings: ISettingRegistry.ISettings)
   const limit = settings.get('tasksLimit').composite;
   if (typeof limit === 'number' && Number.isInteger(limit) && limit >= 1 && limit <= 1000) {
     panel.tasksLimit = limit;
+  }
+  panel.liveUpdates = settings.get('liveUpdates').composite !== false;
+  const fallback = settings.get('fallbackSeconds').composite;
+  if (typeof fallback === 'number') {
+    panel.fallbackSeconds = fallback;
   }
 }
 
@@ -62,7 +69,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
   ): void => {
     console.log(ACTIVATED_MESSAGE);
 
-    const panel = new GensynPanel({ request: requestAPI });
+    const panel = new GensynPanel({
+      request: requestAPI,
+      openCell: (path, cellId) => openCell(app.commands, path, cellId)
+    });
     panel.title.icon = gensynIcon;
     panel.title.caption = 'Gensyn';
     app.shell.add(panel, 'left', { rank: 600 });
@@ -86,6 +96,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
         return panel.approveNext();
       }
     });
+    app.commands.addCommand(CommandIDs.connectWallet, {
+      label: 'Gensyn: Connect wallet',
+      caption: 'Connect your browser wallet (MetaMask…) and sign in with it: it signs the approvals',
+      execute: async () => {
+        app.shell.activateById(panel.id);
+        return panel.wallet.connectBrowser();
+      }
+    });
     // A cell's monitor asks for its approval with a DOM event (no kernel round
     // trip: the kernel is busy running the cell).
     window.addEventListener(OPEN_APPROVAL_EVENT, event => {
@@ -97,7 +115,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
 
     if (palette) {
-      for (const command of [CommandIDs.openPanel, CommandIDs.approveNext]) {
+      for (const command of [CommandIDs.openPanel, CommandIDs.approveNext, CommandIDs.connectWallet]) {
         palette.addItem({ command, category: 'Gensyn' });
       }
     }

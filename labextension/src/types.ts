@@ -47,6 +47,16 @@ export interface Approval {
   verifier_fee: string;
   summary: string;
   auto_approve: { allowed: boolean; reason: string };
+  /** Bytes of the bundle JSON plus its input blobs, as the coordinator measured them. */
+  bundle_bytes?: number;
+  /** `bundle_bytes` for a person ("1.2 MB"); null when unknown. */
+  bundle_size?: string | null;
+  /** The notebook the cell came from, as its kernel knew it ("" when unknown). */
+  notebook?: string;
+  /** That notebook below this server's root (what "Open cell" opens), or null. */
+  notebook_path?: string | null;
+  /** The nbformat id of the cell ("" when unknown). */
+  cell_id?: string;
 }
 
 /** `GET|PUT /gensyn/api/budget`. */
@@ -69,7 +79,9 @@ export interface Payment {
 export interface Task {
   id: string;
   state: string;
-  spec: { label?: string; gpus?: number };
+  spec: { label?: string; gpus?: number; notebook?: string; cell_id?: string; bundle_bytes?: number };
+  /** The notebook below this server's root (`GET /gensyn/api/tasks` adds it), or null. */
+  notebook_path?: string | null;
   provider_id?: string | null;
   provider_name?: string | null;
   error?: string | null;

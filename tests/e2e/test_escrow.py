@@ -97,3 +97,14 @@ def test_a_paid_cell_pays_the_provider_refunds_the_rest_and_every_wei_adds_up(
     assert after[market.address] == before[market.address]  # escrow in, all of it out again
     counters = ("totalEscrow", "totalStake", "totalBonds", "totalCredits")
     assert after[market.address] == sum(int(market.call(name)) for name in counters)
+
+    # What went on chain as the checkpoint root is the Merkle root of the run's leaves.
+    task_id = kernel.run("print(paid.task_id)").stdout.strip()
+    task = httpx.get(f"{devnet.url}/v1/tasks/{task_id}").json()
+    commitment = task["result"]["commitment"]
+    key = bytes.fromhex(task["payment"]["task_key"][2:])
+    committed = [
+        e for e in market.events(from_block=start + 1, task_id=key) if e.name == "TaskCommitted"
+    ]
+    assert len(committed) == 1 and len(commitment["leaves"]) >= 2
+    assert "0x" + committed[0].args["checkpointRoot"].hex() == commitment["root"]

@@ -44,30 +44,50 @@ class Lab:
         return f"{self.url}lab/tree/{notebook}?token={self.token}"
 
 
+# What keeps each front end from reaching out, and the class that holds its workspaces.
+_APPS = {
+    "lab": (
+        "LabApp",
+        [
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ],
+    ),
+    "notebook": ("JupyterNotebookApp", []),  # Jupyter Notebook 7: no news, no update check
+}
+
+
 @contextlib.contextmanager
 def _running_lab(
-    root: Path, devnet: Devnet, extra: Sequence[str] = ()
+    root: Path, devnet: Devnet, extra: Sequence[str] = (), app: str = "lab"
 ) -> Iterator[tuple[str, str]]:
-    """A JupyterLab server on a free loopback port; yields its URL and token."""
+    """A JupyterLab (``app="notebook"``: Notebook 7) server on a free loopback port.
+
+    Yields its URL and token; the server's log is ``root/<app>.log``.
+    """
     port = free_port()
     token = secrets.token_hex(16)
     jupyter = str(Path(sys.executable).with_name("jupyter"))
-    log = open(root / "lab.log", "wb")  # noqa: SIM115 (the server writes to it)
+    app_class, quiet = _APPS[app]
+    log_path = root / f"{app}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 (the server writes to it)
     proc = subprocess.Popen(
         [
             jupyter,
-            "lab",
+            app,
             "--allow-root",
             "--no-browser",
             "--ip=127.0.0.1",
             f"--port={port}",
             f"--IdentityProvider.token={token}",
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            *quiet,
             f"--ServerApp.root_dir={root}",
             # a workspace of its own: the user's default one may restore notebooks
             # of earlier runs that no longer exist (an error dialog blocks every click)
-            f"--LabApp.workspaces_dir={root / '.workspaces'}",
+            f"--{app_class}.workspaces_dir={root / '.workspaces'}",
+            # and settings of its own: a theme or setting changed by another run
+            # (or by a person on this machine) must not leak into the test
+            f"--{app_class}.user_settings_dir={root / '.settings'}",
             *extra,
         ],
         env={**os.environ, **devnet.env()},
@@ -84,10 +104,10 @@ def _running_lab(
             except httpx.HTTPError:
                 pass
             if proc.poll() is not None:
-                raise RuntimeError((root / "lab.log").read_text()[-3000:])
+                raise RuntimeError(log_path.read_text()[-3000:])
             time.sleep(0.25)
         else:
-            raise RuntimeError("JupyterLab did not start in 90 s")
+            raise RuntimeError(f"jupyter {app} did not start in 90 s")
         yield url, token
     finally:
         proc.terminate()
@@ -105,8 +125,15 @@ def lab(devnet: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[La
         yield Lab(url=url, token=token, root=root)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
+    """Headless chromium for one test module.
+
+    Module-scoped on purpose: playwright's sync API keeps an asyncio loop
+    running in this thread while it is open, and an async test that runs
+    later on the same xdist worker would fail with "Cannot run the event loop
+    while another loop is running".
+    """
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
         pytest.fail(
             "Debian chromium is missing: `make test` installs it (apt-get install chromium)"

@@ -5,13 +5,17 @@
  */
 import type { Approval, Budget, Task } from '../types';
 import { sectionErrorText } from '../errors';
+import { browserAccountOf } from '../wallet/account';
+import { approveWithBrowser } from '../wallet/approve';
 import { button, h, setAttr, setText, syncList } from './dom';
 import { post, type PanelContext, type Snapshot } from './model';
+import { originText, originTitle } from './origin';
 
 interface ApprovalItem extends HTMLElement {
   _summary?: HTMLElement;
   _total?: HTMLElement;
   _reason?: HTMLElement;
+  _asked?: HTMLElement;
 }
 
 export class ApprovalsSection {
@@ -143,13 +147,14 @@ export class ApprovalsSection {
     item._summary = h('div', { className: 'jp-gensyn-summary' });
     item._total = h('div', { className: 'jp-gensyn-total' });
     item._reason = h('div', { className: 'jp-gensyn-detail' });
+    item._asked = h('div', { className: 'jp-gensyn-detail', 'data-testid': 'gensyn-approval-details' });
     const approve = button('Approve', 'gensyn-approve', () => void this.approve(approval.task_id, approve));
     const reject = button('Reject', 'gensyn-reject', () => void this.reject(approval.task_id, reject));
     approve.classList.add('jp-mod-accept');
     reject.classList.add('jp-mod-warn');
     approve.setAttribute('aria-label', `Approve ${approval.task_id}`);
     reject.setAttribute('aria-label', `Reject ${approval.task_id}`);
-    item.append(item._summary, item._total, item._reason, h('div', { className: 'jp-gensyn-row' }, approve, reject));
+    item.append(item._summary, item._total, item._asked, item._reason, h('div', { className: 'jp-gensyn-row' }, approve, reject));
     return item;
   }
 
@@ -157,6 +162,8 @@ export class ApprovalsSection {
     setText(item._summary!, approval.summary);
     setText(item._total!, `total ${approval.total}`);
     setText(item._reason!, approval.auto_approve?.reason ?? '');
+    setText(item._asked!, askedText(approval));
+    setAttr(item._asked!, 'title', originTitle(approval) || null);
   }
 
   private updateBudget(budget: Budget | null, snapshot: Snapshot): void {
@@ -187,6 +194,11 @@ export class ApprovalsSection {
 
   async approve(taskId: string, trigger: HTMLButtonElement | null = null): Promise<boolean> {
     const approval = this.approvals.find(a => a.task_id === taskId);
+    const browser = browserAccountOf(this.ctx);
+    if (approval && browser.owns(approval.account)) {
+      // the browser wallet's task: it signs and pays (../wallet/approve.ts)
+      return this.ctx.act(trigger, () => approveWithBrowser(browser, this.ctx.request, taskId));
+    }
     return this.ctx.act(trigger, async () => {
       await this.ctx.request<Task>(`approvals/${encodeURIComponent(taskId)}/approve`, post());
       return `approved ${taskId}${approval ? `: ${approval.total} in escrow` : ''}`;
@@ -219,4 +231,17 @@ export class ApprovalsSection {
     });
     return ok;
   }
+}
+
+/** What the cell asked for beyond the order: "bundle 1.2 MB · from week1.ipynb · cell 1f0e7aa2…". */
+export function askedText(approval: Approval): string {
+  const parts: string[] = [];
+  if (approval.bundle_size) {
+    parts.push(`bundle ${approval.bundle_size}`);
+  }
+  const origin = originText(approval);
+  if (origin) {
+    parts.push(origin);
+  }
+  return parts.join(' · ');
 }

@@ -37,6 +37,8 @@ export interface PanelContext {
   act(trigger: HTMLButtonElement | null, action: () => Promise<string>): Promise<boolean>;
   /** The address chosen in the Wallet section (the account in use by default). */
   selectedAddress(): string | null;
+  /** Opens a notebook at a cell (resolves to what to tell the user); null where it cannot. */
+  readonly openCell?: ((path: string, cellId: string) => Promise<string>) | null;
 }
 
 /** A JSON body for `requestAPI`. */

@@ -2,11 +2,19 @@
  * The Gensyn sidebar panel: Network, Wallet, Approvals, Tasks, Providers and
  * a message line, as plain DOM in a Lumino widget.
  *
- * It refreshes while visible: every `refreshSeconds` (1 s by default) it
- * reads the server extension's routes, and stops when the panel is hidden or
- * detached (and skips a round while the browser tab is in the background).
- * Polling is the first step; server-sent events relayed by the server
- * extension from the coordinator's stream are a later one.
+ * It refreshes while visible, and stops when the panel is hidden or detached:
+ *
+ * - **live** (where the browser has `EventSource`): it listens to
+ *   `/gensyn/api/events` (the coordinator's change stream, relayed by the
+ *   server extension) and refreshes, debounced, when something changed; a
+ *   slow poll (`liveRefreshSeconds`, 30 s) catches what no event announces
+ *   (other accounts' tasks, balances). When the stream fails it is reopened
+ *   with backoff (1, 2, 4 … 30 s) and the panel polls every
+ *   `fallbackSeconds` (10 s) meanwhile.
+ * - **polling** (no `EventSource`, or the `liveUpdates` setting off): every
+ *   `refreshSeconds` (1 s by default).
+ *
+ * A poll is skipped while the browser tab is in the background.
  */
 import { Widget } from '@lumino/widgets';
 
@@ -14,7 +22,8 @@ import type { RequestAPI } from '../errors';
 import { GensynApiError } from '../errors';
 import type { Approval, Budget, ChainInfo, Health, Provider, Task, WalletState } from '../types';
 import { ApprovalsSection } from './approvals';
-import { h } from './dom';
+import { h, setAttr, setText } from './dom';
+import { browserEventSource, type EventSourceFactory, LiveUpdates, type LiveState } from './live';
 import { MessageLine } from './message';
 import type { PanelContext, Result, Snapshot } from './model';
 import { NetworkSection } from './network';
@@ -32,7 +41,28 @@ export interface GensynPanelOptions {
   refreshSeconds?: number;
   /** How many recent tasks the Tasks section lists (default 20). */
   tasksLimit?: number;
+  /** Opens the live stream (default: the browser's `EventSource`; null: poll only). */
+  eventSource?: EventSourceFactory | null;
+  /** The stream's URL, resuming after an event id (default: `/gensyn/api/events`). */
+  eventsUrl?: (after: string | null) => string;
+  /** Seconds between refreshes while the live stream is down (default 10). */
+  fallbackSeconds?: number;
+  /** Seconds between refreshes while the live stream is up: a safety net (default 30). */
+  liveRefreshSeconds?: number;
+  /** Milliseconds events are gathered into one refresh (default 150). */
+  debounceMs?: number;
+  /** Reopen the stream after this many ms, doubled per failure up to `maxRetryMs`. */
+  initialRetryMs?: number;
+  maxRetryMs?: number;
+  /**
+   * Opens the notebook at `path` and selects the cell `cellId`; resolves to
+   * what to tell the user. Absent: tasks show their origin without "Open cell".
+   */
+  openCell?: (path: string, cellId: string) => Promise<string>;
 }
+
+/** What the `gensyn-live` line says of each way of refreshing. */
+export type RefreshMode = LiveState | 'polling';
 
 async function settle<T>(promise: Promise<T>): Promise<Result<T>> {
   try {
@@ -53,8 +83,20 @@ export class GensynPanel extends Widget implements PanelContext {
   /** What the last refresh read. */
   snapshot: Snapshot = {};
   tasksLimit: number;
+  /** Opens a notebook at a cell, or null (then no "Open cell" buttons). */
+  readonly openCell: ((path: string, cellId: string) => Promise<string>) | null;
+  /** The live stream, or null where the browser has no `EventSource`. */
+  readonly live: LiveUpdates | null;
+  private readonly liveNode: HTMLElement;
+  private _liveEnabled = true;
+  private _fallbackSeconds: number;
+  private readonly _liveRefreshSeconds: number;
+  private readonly _debounceMs: number;
+  private _debounce: ReturnType<typeof setTimeout> | null = null;
   private _refreshSeconds: number;
   private _timer: ReturnType<typeof setTimeout> | null = null;
+  /** When the last poll ended (ms since the epoch). */
+  private _polledAt = 0;
   private _polling = false;
   private _refreshing: Promise<void> | null = null;
   private _again = false;
@@ -66,6 +108,22 @@ export class GensynPanel extends Widget implements PanelContext {
     this.request = options.request;
     this._refreshSeconds = GensynPanel.clampSeconds(options.refreshSeconds ?? 1);
     this.tasksLimit = options.tasksLimit ?? 20;
+    this.openCell = options.openCell ?? null;
+    this._fallbackSeconds = GensynPanel.clampSeconds(options.fallbackSeconds ?? 10);
+    this._liveRefreshSeconds = GensynPanel.clampSeconds(options.liveRefreshSeconds ?? 30);
+    this._debounceMs = Math.max(0, options.debounceMs ?? 150);
+    const factory = options.eventSource === undefined ? browserEventSource() : options.eventSource;
+    this.live = factory
+      ? new LiveUpdates({
+          factory,
+          url: options.eventsUrl,
+          onChange: () => this.changed(),
+          onState: () => this.liveChanged(),
+          initialRetryMs: options.initialRetryMs,
+          maxRetryMs: options.maxRetryMs
+        })
+      : null;
+    this.liveNode = h('div', { className: 'jp-gensyn-detail jp-gensyn-live', 'data-testid': 'gensyn-live' });
     this.id = PANEL_ID;
     this.addClass('jp-gensyn-panel');
     this.title.caption = 'Gensyn';
@@ -78,6 +136,7 @@ export class GensynPanel extends Widget implements PanelContext {
     this.providers = new ProvidersSection();
     this.node.append(
       h('h2', { className: 'jp-gensyn-title' }, 'Gensyn'),
+      this.liveNode,
       this.message.node,
       this.network.node,
       this.wallet.node,
@@ -98,12 +157,54 @@ export class GensynPanel extends Widget implements PanelContext {
 
   set refreshSeconds(value: number) {
     this._refreshSeconds = GensynPanel.clampSeconds(value);
-    if (this._polling) {
-      this.schedule();
+    this.liveChanged();
+  }
+
+  get fallbackSeconds(): number {
+    return this._fallbackSeconds;
+  }
+
+  set fallbackSeconds(value: number) {
+    this._fallbackSeconds = GensynPanel.clampSeconds(value);
+    this.liveChanged();
+  }
+
+  /** Whether the panel listens to the live stream (the `liveUpdates` setting; default true). */
+  get liveUpdates(): boolean {
+    return this._liveEnabled;
+  }
+
+  set liveUpdates(value: boolean) {
+    if (value === this._liveEnabled) {
+      return;
+    }
+    this._liveEnabled = value;
+    if (!value) {
+      this.live?.stop();
+    } else if (this._polling) {
+      this.live?.start();
+    }
+    this.liveChanged();
+  }
+
+  /** How the panel refreshes now: the live stream's state, or `polling` without one. */
+  get refreshMode(): RefreshMode {
+    return this.live && this._liveEnabled ? this.live.state : 'polling';
+  }
+
+  /** Seconds until the next poll: short without a stream, slow while it is live. */
+  get pollSeconds(): number {
+    switch (this.refreshMode) {
+      case 'polling':
+        return this._refreshSeconds;
+      case 'live':
+        return this._liveRefreshSeconds;
+      default:
+        return this._fallbackSeconds;
     }
   }
 
-  /** True while the panel polls (visible). */
+  /** True while the panel refreshes (visible). */
   get polling(): boolean {
     return this._polling;
   }
@@ -245,6 +346,39 @@ export class GensynPanel extends Widget implements PanelContext {
     return result;
   }
 
+  /** An event arrived (or the stream opened): refresh once the burst is over. */
+  private changed(): void {
+    if (this._debounce !== null || this.isDisposed) {
+      return;
+    }
+    this._debounce = setTimeout(() => {
+      this._debounce = null;
+      if (this._polling) {
+        void this.refresh();
+      }
+    }, this._debounceMs);
+  }
+
+  /** The stream's state moved: say so, and poll at the matching pace. */
+  private liveChanged(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    const mode = this.refreshMode;
+    const text: Record<RefreshMode, string> = {
+      live: 'live updates',
+      connecting: 'connecting live updates…',
+      down: `live updates interrupted: refreshing every ${this._fallbackSeconds} s, reconnecting`,
+      off: '',
+      polling: `refreshing every ${this._refreshSeconds} s`
+    };
+    setText(this.liveNode, this._polling || mode === 'polling' ? text[mode] : '');
+    setAttr(this.liveNode, 'data-mode', mode);
+    if (this._polling && this._timer !== null) {
+      this.schedule(); // the next poll at the new pace (a refresh under way schedules its own)
+    }
+  }
+
   /** Show the last snapshot in every section. */
   render(): void {
     const s = this.snapshot;
@@ -261,6 +395,10 @@ export class GensynPanel extends Widget implements PanelContext {
       return;
     }
     this._polling = true;
+    if (this._liveEnabled) {
+      this.live?.start();
+    }
+    this.liveChanged();
     void this.tick();
   }
 
@@ -271,6 +409,12 @@ export class GensynPanel extends Widget implements PanelContext {
       clearTimeout(this._timer);
       this._timer = null;
     }
+    if (this._debounce !== null) {
+      clearTimeout(this._debounce);
+      this._debounce = null;
+    }
+    this.live?.stop();
+    this.liveChanged();
   }
 
   private async tick(): Promise<void> {
@@ -281,16 +425,23 @@ export class GensynPanel extends Widget implements PanelContext {
     if (typeof document === 'undefined' || document.visibilityState !== 'hidden') {
       await this.refresh();
     }
+    this._polledAt = Date.now();
     this.schedule();
   }
 
+  /**
+   * Set the timer of the next poll: `pollSeconds` after the last one ended.
+   * A change of pace moves it (sooner or later); a change of state at the
+   * same pace (connecting ↔ down while the stream is retried) keeps it.
+   */
   private schedule(): void {
     if (this._timer !== null) {
       clearTimeout(this._timer);
       this._timer = null;
     }
     if (this._polling && !this.isDisposed) {
-      this._timer = setTimeout(() => void this.tick(), this._refreshSeconds * 1000);
+      const wait = Math.max(0, this._polledAt + this.pollSeconds * 1000 - Date.now());
+      this._timer = setTimeout(() => void this.tick(), wait);
     }
   }
 

@@ -1,16 +1,24 @@
-/** Tasks section: the coordinator's recent tasks, their state, provider and cost; cancel. */
+/**
+ * Tasks section: the coordinator's recent tasks, their state, provider, cost
+ * and the notebook cell they came from; open that cell, cancel.
+ */
 import type { Task } from '../types';
 import { TERMINAL_STATES } from '../types';
 import { sectionErrorText } from '../errors';
 import { formatEth, toWei } from '../format';
 import { button, h, setAttr, setText, syncList } from './dom';
 import { post, type PanelContext, type Snapshot } from './model';
+import { baseName, originText, originTitle } from './origin';
 
 interface TaskItem extends HTMLElement {
   _title?: HTMLElement;
   _state?: HTMLElement;
+  _origin?: HTMLElement;
   _detail?: HTMLElement;
+  _open?: HTMLButtonElement;
   _cancel?: HTMLButtonElement;
+  /** The task as last rendered (what "Open cell" opens). */
+  _task?: Task;
 }
 
 /** What a task cost or may cost: paid to the provider once settled, else the order's total. */
@@ -83,11 +91,19 @@ export class TasksSection {
     });
     item._title = h('div', { className: 'jp-gensyn-mono' });
     item._state = h('span', { className: 'jp-gensyn-state' });
+    item._origin = h('div', { className: 'jp-gensyn-detail', 'data-testid': 'gensyn-task-origin' });
     item._detail = h('div', { className: 'jp-gensyn-detail' });
+    const open = button('Open cell', 'gensyn-task-open', () => void this.open(item._task ?? task, open));
+    item._open = open;
     const cancel = button('Cancel', 'gensyn-task-cancel', () => void this.cancel(task.id, cancel));
     cancel.setAttribute('aria-label', `Cancel ${task.id}`);
     item._cancel = cancel;
-    item.append(item._title, h('div', { className: 'jp-gensyn-row' }, item._state, cancel), item._detail);
+    item.append(
+      item._title,
+      h('div', { className: 'jp-gensyn-row' }, item._state, open, cancel),
+      item._origin,
+      item._detail
+    );
     return item;
   }
 
@@ -108,6 +124,35 @@ export class TasksSection {
     }
     setText(item._detail!, details.join(' · '));
     item._cancel!.hidden = TERMINAL_STATES.has(task.state);
+    this.updateOrigin(item, task);
+  }
+
+  private updateOrigin(item: TaskItem, task: Task): void {
+    item._task = task;
+    const origin = { ...task.spec, notebook_path: task.notebook_path };
+    setText(item._origin!, originText(origin));
+    setAttr(item._origin!, 'title', originTitle(origin) || null);
+    const path = task.notebook_path ?? null;
+    const open = item._open!;
+    open.hidden = !path || !this.ctx.openCell;
+    setText(open, task.spec?.cell_id ? 'Open cell' : 'Open notebook');
+    setAttr(
+      open,
+      'aria-label',
+      path ? `Open ${task.spec?.cell_id ? 'the cell' : 'the notebook'} of ${task.id} (${baseName(path)})` : null
+    );
+    setAttr(open, 'title', path);
+  }
+
+  /** Open the notebook of `task` at its cell (the app's document manager does it). */
+  async open(task: Task, trigger: HTMLButtonElement | null = null): Promise<boolean> {
+    const path = task.notebook_path;
+    const openCell = this.ctx.openCell;
+    if (!path || !openCell) {
+      this.ctx.message.show(`task ${task.id} names no notebook this server can open`, 'info');
+      return false;
+    }
+    return this.ctx.act(trigger, () => openCell(path, task.spec?.cell_id ?? ''));
   }
 
   async cancel(taskId: string, trigger: HTMLButtonElement | null = null): Promise<boolean> {

@@ -1,6 +1,9 @@
 /**
- * Wallet section: the server's keystore (create, import, unlock, lock), the
- * account in use and its balance, and the devnet faucet.
+ * Wallet section: the account in use and its balance, the devnet faucet, a
+ * browser wallet (EIP-1193: connect, sign in, switch chain; see
+ * ../wallet/view.ts) and the server's keystore (create, import, unlock, lock).
+ * A browser account that signed in is the account in use until a keystore
+ * key is unlocked again.
  *
  * A passphrase or key is read from its input, the input is cleared at once,
  * and the value lives only in the request being sent: never logged, never
@@ -9,6 +12,8 @@
 import type { FaucetAnswer, WalletState } from '../types';
 import { errorText } from '../errors';
 import { formatEth } from '../format';
+import { BrowserWalletView } from '../wallet/view';
+import type { WalletWithBrowser } from '../wallet/account';
 import { button, h, setText } from './dom';
 import { post, type PanelContext, type Snapshot } from './model';
 
@@ -25,6 +30,7 @@ export class WalletSection {
   readonly unlockButton: HTMLButtonElement;
   readonly lockButton: HTMLButtonElement;
   readonly faucetButton: HTMLButtonElement;
+  readonly browser: BrowserWalletView;
   private wallet: WalletState | null = null;
   /** The address the user picked, kept across refreshes while it exists. */
   private picked: string | null = null;
@@ -63,6 +69,7 @@ export class WalletSection {
     this.lockButton = button('Lock', 'gensyn-lock', () => void this.lock(), 'Lock the selected address');
     this.faucetButton = button('Get test funds', 'gensyn-faucet', () => void this.faucet(), 'Ask the devnet faucet for test ETH');
     this.faucetButton.hidden = true;
+    this.browser = new BrowserWalletView(ctx);
 
     const passphraseForm = h(
       'form',
@@ -107,6 +114,8 @@ export class WalletSection {
         this.faucetButton
       ),
       this.detail,
+      this.browser.node,
+      h('h4', { className: 'jp-gensyn-subtitle' }, 'Keystore'),
       passphraseForm,
       importForm
     );
@@ -117,7 +126,13 @@ export class WalletSection {
     return this.select.value || this.wallet?.account || null;
   }
 
+  /** Connect the browser wallet and sign in with it (`gensyn:connect-wallet`). */
+  connectBrowser(): Promise<boolean> {
+    return this.browser.connect();
+  }
+
   update(snapshot: Snapshot): void {
+    this.browser.update(snapshot);
     const wallet = snapshot.wallet;
     if (!wallet) {
       setText(this.address, 'loading…');
@@ -129,13 +144,16 @@ export class WalletSection {
       setText(this.detail, `wallet: ${errorText(wallet.error)}`);
       return;
     }
-    const state = wallet.value;
+    const state: WalletWithBrowser = wallet.value;
     this.wallet = state;
     setText(this.address, state.account ?? 'no account');
     setText(this.balance, state.account ? formatEth(state.balance_wei) : '—');
     const details: string[] = [];
     if (state.account) {
       details.push(state.session ? 'signed in' : 'not signed in');
+      if (state.source === 'browser') {
+        details.push('browser wallet');
+      }
       const credits = formatEth(state.credits_wei);
       if (state.credits_wei !== null && credits !== '0 ETH') {
         details.push(`credits ${credits}`);
@@ -173,10 +191,14 @@ export class WalletSection {
         })
       );
     }
-    const keep =
-      this.picked && state.keystore.some(a => a.toLowerCase() === this.picked?.toLowerCase())
-        ? this.picked
-        : (state.account ?? state.keystore[0] ?? '');
+    const inKeystore = (address: string | null) =>
+      !!address && state.keystore.some(a => a.toLowerCase() === address.toLowerCase());
+    // the account in use may be the browser's, which is not in the keystore
+    const keep = inKeystore(this.picked)
+      ? this.picked
+      : inKeystore(state.account)
+        ? state.account
+        : (state.keystore[0] ?? '');
     if (keep && this.select.value !== keep) {
       this.select.value = keep;
     }
