@@ -47,7 +47,8 @@ def _section(title: str, function: Any) -> str:
     for action in parser._actions:
         if isinstance(action, argparse._HelpAction):
             continue
-        default = "" if action.default in (None, False, argparse.SUPPRESS) else f"`{action.default}`"
+        unset = action.default in (None, False, argparse.SUPPRESS)
+        default = "" if unset else f"`{action.default}`"
         help_text = (action.help or "").replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {_option(action)} | {default} | {help_text} |")
     return "\n".join(lines) + "\n"
