@@ -15,10 +15,13 @@ import threading
 import time
 from array import array
 from collections.abc import Callable, Generator, MutableMapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..protocol import CoordinatorError, Event, Payment, Task, TaskState, TxRef
 from ._client import CoordinatorClient
+
+if TYPE_CHECKING:
+    from ..verify import ReturnCheck
 from ._errors import GensynError, RemoteTaskError
 
 __all__ = ["TaskHandle", "View"]
@@ -105,6 +108,8 @@ class TaskHandle:
         self._applied: list[str] | None = None
         self._thread: threading.Thread | None = None
         self._callbacks: list[Callable[[], None]] = []
+        self.commitment_check: ReturnCheck | None = None
+        """The provider's commitment checked against the loaded weights (after apply())."""
 
     # -- following -------------------------------------------------------
     def follow(self, *, after: int = 0) -> None:
@@ -343,6 +348,11 @@ class TaskHandle:
         self._applied = apply_results(
             target, self.outputs, task.result.outputs, handle_name=self._output
         )
+        commitment = task.result.commitment
+        if commitment is not None:
+            from ..verify import check_returned
+
+            self.commitment_check = check_returned(commitment, target)
         return self._applied
 
     def cancel(self) -> bool:

@@ -164,6 +164,8 @@ def _run_to_end(
     if losses:
         summary += f", loss {losses[0]:.4g} → {losses[-1]:.4g}"
     say(summary)
+    if handle.commitment_check is not None:
+        say(handle.commitment_check.describe())
     return handle
 
 

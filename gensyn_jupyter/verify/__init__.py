@@ -46,6 +46,7 @@ from ._replay import (
     checkpoint_digest,
     replay_segment,
 )
+from ._returned import ReturnCheck, check_returned
 from ._session import RunSession
 from ._state import Found, StateDigest, find_objects, part_digest, state_digest, state_tree
 
@@ -68,9 +69,11 @@ __all__ = [
     "Recording",
     "ReplayError",
     "ReplayResult",
+    "ReturnCheck",
     "RunSession",
     "StateDigest",
     "canonical_bytes",
+    "check_returned",
     "checkpoint_digest",
     "determinism_class",
     "deterministic_mode",

@@ -92,3 +92,21 @@ def test_bad_magic_options_say_what_is_wrong(kernel: Kernel, line: str) -> None:
     run = kernel.run(f"%%gensyn_train {line}\npass")
     assert run.status == "error"
     assert run.error, run.text
+
+
+def test_the_cell_checks_the_commitment_against_the_weights_it_got(kernel: Kernel) -> None:
+    kernel.run(
+        "model = torch.nn.Linear(4, 1)\n"
+        "opt = torch.optim.SGD(model.parameters(), lr=0.1)\n"
+        "X, Y = torch.randn(32, 4), torch.randn(32, 1)"
+    )
+    run = kernel.run(
+        "%%gensyn_train --checkpoint-every 4\n"
+        "for step in range(10):\n"
+        "    loss = torch.nn.functional.mse_loss(model(X), Y)\n"
+        "    opt.zero_grad(); loss.backward(); opt.step()\n"
+    )
+    assert run.status == "ok", run.text
+    assert "the returned model match the last checkpoint" in run.text, run.text
+    check = kernel.run("c = _gensyn.commitment_check\nprint(c.ok, c.matched, c.checkpoints > 2)")
+    assert check.stdout.strip() == "True ['model'] True"
