@@ -24,6 +24,7 @@ __all__ = [
     "print_table",
     "rss_mb",
     "running_devnet",
+    "running_kernel",
     "start_coordinator",
 ]
 
@@ -160,3 +161,22 @@ def start_coordinator() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@contextlib.contextmanager
+def running_kernel(env: dict[str, str]) -> Iterator[tuple[object, int]]:
+    """A real IPython kernel with ``env`` (no progress line); yields its client and pid."""
+    from jupyter_client import KernelManager
+
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel(env={**env, "GENSYN_PROGRESS": "none"})
+    try:
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=60)
+        try:
+            yield kc, km.provisioner.process.pid  # type: ignore[union-attr]
+        finally:
+            kc.stop_channels()
+    finally:
+        km.shutdown_kernel(now=True)

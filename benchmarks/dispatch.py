@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from ._common import machine, percentile, print_table, running_devnet
+from ._common import machine, percentile, print_table, running_devnet, running_kernel
 
 __all__ = ["main", "run"]
 
@@ -54,46 +54,28 @@ def run(
     ipyparallel: bool = True,
 ) -> None:
     """Print the dispatch table: remote, ipyparallel and local, with ratios."""
-    from jupyter_client import KernelManager
-
     runs = runs or (5 if quick else 50)
     gap = (0.5 if quick else 2.0) if gap is None else gap
     rows: list[tuple[str, list[float]]] = []
-    with running_devnet(providers=ENGINES, chain=chain) as devnet:
-        km = KernelManager(kernel_name="python3")
-        km.start_kernel(env={**devnet.env, "GENSYN_PROGRESS": "none"})
-        try:
-            kc = km.client()
-            kc.start_channels()
-            kc.wait_for_ready(timeout=60)
-            _time_cells(kc, "%load_ext gensyn_jupyter\nimport torch", 1)
-            _time_cells(kc, "%%gensyn_train\n" + CELL, 3)  # devnet found, workers forked
-            rows.append(
-                (
-                    f"%%gensyn_train, {gap:g} s apart",
-                    _time_cells(kc, "%%gensyn_train\n" + CELL, runs, gap),
-                )
-            )
-            rows.append(
-                ("%%gensyn_train, back to back", _time_cells(kc, "%%gensyn_train\n" + CELL, runs))
-            )
-            if ipyparallel:
-                _time_cells(kc, IPP_START, 1)
-                try:
-                    _time_cells(kc, "%px import torch", 1)
-                    _time_cells(kc, "%%px\n" + CELL, 3)
-                    rows.append(
-                        (
-                            f"ipyparallel %%px, {ENGINES} engines, {gap:g} s apart",
-                            _time_cells(kc, "%%px\n" + CELL, runs, gap),
-                        )
-                    )
-                finally:
-                    _time_cells(kc, IPP_STOP, 1)
-            rows.append(("local, same kernel", _time_cells(kc, CELL, runs)))
-            kc.stop_channels()
-        finally:
-            km.shutdown_kernel(now=True)
+    remote = "%%gensyn_train\n" + CELL
+    with (
+        running_devnet(providers=ENGINES, chain=chain) as devnet,
+        running_kernel(devnet.env) as (kc, _pid),
+    ):
+        _time_cells(kc, "%load_ext gensyn_jupyter\nimport torch", 1)
+        _time_cells(kc, remote, 3)  # devnet found, workers forked
+        rows.append((f"%%gensyn_train, {gap:g} s apart", _time_cells(kc, remote, runs, gap)))
+        rows.append(("%%gensyn_train, back to back", _time_cells(kc, remote, runs)))
+        if ipyparallel:
+            _time_cells(kc, IPP_START, 1)
+            try:
+                _time_cells(kc, "%px import torch", 1)
+                _time_cells(kc, "%%px\n" + CELL, 3)
+                name = f"ipyparallel %%px, {ENGINES} engines, {gap:g} s apart"
+                rows.append((name, _time_cells(kc, "%%px\n" + CELL, runs, gap)))
+            finally:
+                _time_cells(kc, IPP_STOP, 1)
+        rows.append(("local, same kernel", _time_cells(kc, CELL, runs)))
     base = {name: percentile(values, 0.5) for name, values in rows}
     ipp_p50 = next((v for k, v in base.items() if k.startswith("ipyparallel")), float("nan"))
     local_p50 = base["local, same kernel"]

@@ -18,7 +18,14 @@ import threading
 import time
 from typing import Any
 
-from ._common import machine, print_table, rss_mb, running_devnet, start_coordinator
+from ._common import (
+    machine,
+    print_table,
+    rss_mb,
+    running_devnet,
+    running_kernel,
+    start_coordinator,
+)
 
 __all__ = ["main", "run"]
 
@@ -48,30 +55,17 @@ class _PeakSampler:
 
 
 def _kernel_rows(points: int) -> list[list[object]]:
-    from jupyter_client import KernelManager
-
     rows: list[list[object]] = []
-    with running_devnet(providers=1) as devnet:
-        km = KernelManager(kernel_name="python3")
-        km.start_kernel(env={**devnet.env, "GENSYN_PROGRESS": "none"})
-        try:
-            kc = km.client()
-            kc.start_channels()
-            kc.wait_for_ready(timeout=60)
-            setup = "%load_ext gensyn_jupyter\nimport gensyn_jupyter as gensyn\nN = 100\n"
-            _execute(kc, setup)
-            _execute(kc, "%%gensyn_train\n" + LOG_CELL)  # warm: imports, widget, devnet
-            pid = km.provisioner.process.pid  # type: ignore[union-attr]
-            _execute(kc, f"N = {points}")
-            before = rss_mb(pid)
-            started = time.perf_counter()
-            with _PeakSampler(pid) as sampler:
-                _execute(kc, "%%gensyn_train\n" + LOG_CELL)
-            elapsed = time.perf_counter() - started
-            after = rss_mb(pid)
-            kc.stop_channels()
-        finally:
-            km.shutdown_kernel(now=True)
+    with running_devnet(providers=1) as devnet, running_kernel(devnet.env) as (kc, pid):
+        _execute(kc, "%load_ext gensyn_jupyter\nimport gensyn_jupyter as gensyn\nN = 100\n")
+        _execute(kc, "%%gensyn_train\n" + LOG_CELL)  # warm: imports, widget, devnet
+        _execute(kc, f"N = {points}")
+        before = rss_mb(pid)
+        started = time.perf_counter()
+        with _PeakSampler(pid) as sampler:
+            _execute(kc, "%%gensyn_train\n" + LOG_CELL)
+        elapsed = time.perf_counter() - started
+        after = rss_mb(pid)
     rows.append(["kernel before the cell (baseline)", points, before, 0.0, ""])
     rows.append(
         [

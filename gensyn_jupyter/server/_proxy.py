@@ -53,15 +53,8 @@ class CoordinatorProxy:
             response = await self._client.request(
                 method, f"{network}{path}", params=params, timeout=self.timeout
             )
-        except httpx.TimeoutException as exc:
-            raise ApiError(
-                504,
-                f"the coordinator at {network} did not answer within {self.timeout:g} s "
-                f"({type(exc).__name__})",
-            ) from exc
         except httpx.HTTPError as exc:
-            reason = str(exc) or type(exc).__name__
-            raise ApiError(502, f"cannot reach the coordinator at {network}: {reason}") from exc
+            raise self._unreachable(network, exc) from exc
         return _json_of(network, response)
 
     async def open_stream(
@@ -93,15 +86,19 @@ class CoordinatorProxy:
         )
         try:
             return await self._client.send(request, stream=True)
-        except httpx.TimeoutException as exc:
-            raise ApiError(
+        except httpx.HTTPError as exc:
+            raise self._unreachable(network, exc) from exc
+
+    def _unreachable(self, network: str, exc: httpx.HTTPError) -> ApiError:
+        """504 for a coordinator that did not answer in time, 502 for one not reached."""
+        if isinstance(exc, httpx.TimeoutException):
+            return ApiError(
                 504,
                 f"the coordinator at {network} did not answer within {self.timeout:g} s "
                 f"({type(exc).__name__})",
-            ) from exc
-        except httpx.HTTPError as exc:
-            reason = str(exc) or type(exc).__name__
-            raise ApiError(502, f"cannot reach the coordinator at {network}: {reason}") from exc
+            )
+        reason = str(exc) or type(exc).__name__
+        return ApiError(502, f"cannot reach the coordinator at {network}: {reason}")
 
 
 def _json_of(network: str, response: httpx.Response) -> Any:
