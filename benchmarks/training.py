@@ -4,7 +4,9 @@ Two models on scikit-learn's packaged digits (1,797 8x8 images, 10 classes):
 an MLP (64-256-256-10) and a small CNN (two 3x3 convolutions, 16 and 32
 channels, then a linear layer), Adam, batches of 64 from a shuffling
 DataLoader. The cell times its own loop (so dispatch and transfer are not
-counted) with autolog and metric streaming on. The baseline is the same
+counted) with autolog and metric streaming on, without checkpoint commitments
+(``--checkpoint-every 0``) and then with them (the default, the cost of
+verification stated apart). The baseline is the same
 source run by ``exec`` in a fresh local process with the provider's torch
 thread count, alternating with the remote runs; the figure is the ratio of
 steps/s. Run: ``python -m benchmarks.training [--quick]``.
@@ -77,11 +79,12 @@ def _namespace(kind: str, steps: int) -> dict[str, Any]:
     return ns
 
 
-def _remote(client: Any, kind: str, steps: int, verify: str) -> tuple[float, int]:
+def _remote(client: Any, kind: str, steps: int, every: int | None) -> tuple[float, int]:
     from gensyn_jupyter.kernel import TrainOptions, train_cell
 
     ns = _namespace(kind, steps)
-    train_cell(CELL, ns, options=TrainOptions(verify=verify), client=client, say=lambda _: None)
+    options = TrainOptions(checkpoint_every=every)
+    train_cell(CELL, ns, options=options, client=client, say=lambda _: None)
     return steps / float(ns["elapsed"]), int(ns["threads"])
 
 
@@ -106,26 +109,39 @@ def run(*, quick: bool = False) -> None:
     with running_devnet(providers=1) as devnet:
         client = CoordinatorClient(base_url=devnet.url)
         try:
-            _remote(client, "mlp", 20, "none")  # warm: the worker imports sklearn, torch ops
+            _remote(client, "mlp", 20, None)  # warm: the worker imports sklearn, torch ops
             for kind in ("mlp", "cnn"):
-                remote: list[float] = []
+                plain: list[float] = []
+                committed: list[float] = []
                 local: list[float] = []
                 threads = 1
                 for _ in range(rounds):
-                    rate, threads = _remote(client, kind, steps, "none")
-                    remote.append(rate)
+                    rate, threads = _remote(client, kind, steps, 0)
+                    plain.append(rate)
+                    committed.append(_remote(client, kind, steps, None)[0])
                     local.append(_local(kind, steps, threads))
-                r, base = statistics.median(remote), statistics.median(local)
-                rows.append([kind, steps, threads, base, r, r / base])
+                r, c = statistics.median(plain), statistics.median(committed)
+                base = statistics.median(local)
+                rows.append([kind, steps, threads, base, r, r / base, c, c / r])
         finally:
             client.close()
     print_table(
         f"training throughput, remote vs local ({machine()})",
-        ["model", "steps", "threads", "local steps/s", "remote steps/s", "ratio (goal >= 0.97)"],
+        [
+            "model",
+            "steps",
+            "threads",
+            "local steps/s",
+            "remote steps/s, no commitments",
+            "ratio (goal >= 0.97)",
+            "remote steps/s, commitments (default)",
+            "commitments / none",
+        ],
         rows,
     )
     print(
-        "remote: a provider of a devnet, autolog and metric streaming on, verification none; "
+        "remote: a provider of a devnet, autolog and metric streaming on, verification none "
+        "(--checkpoint-every 0), then the same with the default checkpoint commitments; "
         f"median of {rounds} alternating runs each"
     )
 
