@@ -109,6 +109,20 @@ def _task(devnet: Devnet, task_id: str) -> dict[str, Any]:
     return dict(httpx.get(f"{devnet.url}/v1/tasks/{task_id}").json())
 
 
+def _escrow_moves(task: dict[str, Any]) -> bool:
+    """True while a funded escrow is about to pay out (commit, finalize or refund).
+
+    A task the coordinator failed with no provider result (its provider was
+    killed by a fault test) has no commit: its escrow stays put until its
+    deadline passes, an hour later, so it moves nothing during these tests.
+    """
+    payment = task.get("payment")
+    if not payment or not payment["funded"] or payment["outcome"] is not None:
+        return False
+    committed = any(tx["kind"] == "commit" for tx in payment.get("transactions", []))
+    return committed or task["state"] not in ("failed", "cancelled")
+
+
 def _quiet(devnet: Devnet, chain: Chain, timeout: float = 150) -> None:
     """Wait until no escrow moves: every funded task settled, providers' credits withdrawn.
 
@@ -119,11 +133,7 @@ def _quiet(devnet: Devnet, chain: Chain, timeout: float = 150) -> None:
     deadline = time.monotonic() + timeout
     while True:
         tasks = httpx.get(f"{devnet.url}/v1/tasks", params={"limit": 200}).json()
-        moving = [
-            t["id"]
-            for t in tasks
-            if t.get("payment") and t["payment"]["funded"] and t["payment"]["outcome"] is None
-        ]
+        moving = [t["id"] for t in tasks if _escrow_moves(t)]
         owed = [a for a in (NOTEBOOK_USER, *providers) if a and chain.credits(a)]
         if not moving and not owed:
             return
