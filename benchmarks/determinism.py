@@ -5,7 +5,8 @@ algorithms on (warn-only, as the worker runs); its outputs and input
 gradients are hashed (the state hash's canonical encoding). Compared: the same
 process twice, a second process with the same thread count, and a process
 with another thread count. An op that warns that it has no deterministic
-kernel is named. Run: ``python -m benchmarks.determinism``.
+kernel is named. Run: ``python -m benchmarks.determinism [--device cuda]``
+(on an accelerator: the same process twice and a new process).
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def _ops() -> dict[str, Callable[[], Any]]:
     }
 
 
-def _child(threads: int) -> dict[str, Any]:
+def _child(threads: int, device: str = "cpu") -> dict[str, Any]:
     import torch
 
     from gensyn_jupyter.verify import deterministic_mode, digest
@@ -150,6 +151,8 @@ def _child(threads: int) -> dict[str, Any]:
     torch.set_num_threads(threads)
     out: dict[str, Any] = {}
     with deterministic_mode():
+        # after deterministic_mode: CUBLAS_WORKSPACE_CONFIG is set before CUDA starts
+        torch.set_default_device(device)
         for name, op in _ops().items():
             runs = []
             warned: list[str] = []
@@ -167,9 +170,9 @@ def _child(threads: int) -> dict[str, Any]:
     return out
 
 
-def _spawn(threads: int) -> dict[str, Any]:
+def _spawn(threads: int, device: str = "cpu") -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.determinism", "--child", str(threads)],
+        [sys.executable, "-m", "benchmarks.determinism", "--child", str(threads), device],
         capture_output=True,
         text=True,
         check=True,
@@ -181,9 +184,12 @@ def _spawn(threads: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args[:1] == ["--child"]:
-        print(json.dumps(_child(int(args[1]))))
+        print(json.dumps(_child(int(args[1]), args[2] if len(args) > 2 else "cpu")))
         return 0
+    device = args[args.index("--device") + 1] if "--device" in args else "cpu"
     print(machine())
+    if device != "cpu":
+        return _device_table(device)
     first, second, other = _spawn(2), _spawn(2), _spawn(1)
     rows = []
     for name in first:
@@ -200,6 +206,29 @@ def main(argv: list[str] | None = None) -> int:
     print_table(
         "Bitwise reproducible on this CPU (forward + backward, deterministic mode on)",
         ["op", "same process", "new process, 2 threads", "1 thread vs 2", "warns"],
+        rows,
+    )
+    return 0
+
+
+def _device_table(device: str) -> int:
+    """On an accelerator: the same process twice and a new process (threads do not matter)."""
+    import torch
+
+    print(f"{device}: {torch.cuda.get_device_name(0) if device.startswith('cuda') else device}")
+    first, second = _spawn(2, device), _spawn(2, device)
+    rows = [
+        [
+            name,
+            "yes" if a["runs"][0] == a["runs"][1] else "NO",
+            "yes" if a["runs"][0] == second[name]["runs"][0] else "NO",
+            "; ".join(a["warned"]) or "-",
+        ]
+        for name, a in first.items()
+    ]
+    print_table(
+        f"Bitwise reproducible on {device} (forward + backward, deterministic mode on)",
+        ["op", "same process", "new process", "warns"],
         rows,
     )
     return 0

@@ -13,6 +13,7 @@ Run: ``python -m benchmarks.gpu_check`` (exit code 0 when every check holds).
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,7 +24,6 @@ from typing import Any
 import httpx
 import torch
 
-from gensyn_jupyter.devnet import free_port
 from gensyn_jupyter.kernel import CoordinatorClient, TrainOptions, train_cell
 
 SETUP = """
@@ -41,6 +41,8 @@ counter = torch.zeros(4)
 """
 
 CELL = """
+import time
+t0 = time.perf_counter()
 for epoch in range(EPOCHS):
     for xb, yb in loader:
         xb, yb = xb.to(device), yb.to(device)
@@ -48,7 +50,18 @@ for epoch in range(EPOCHS):
         opt.zero_grad(); loss.backward(); opt.step()
     print(f"epoch {epoch}: loss {loss.item():.4f} on {next(model.parameters()).device}")
     counter += 1
+if torch.cuda.is_available():
+    torch.cuda.synchronize()
+loop_seconds = time.perf_counter() - t0  # the loop alone: no CUDA start, no data load
 """
+
+
+def free_port() -> int:
+    # not gensyn_jupyter.devnet's: that imports web3, which the GPU image lacks
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _namespace(epochs: int) -> dict[str, Any]:
@@ -136,25 +149,41 @@ def main() -> int:
             if not ok:
                 failures.append(name)
         steps = handle.steps
-        remote_rate = steps / max(handle.duration or 0.0, 1e-9)
+        remote_rate = steps / ns["loop_seconds"]
+        peak = handle.gpu_peak_bytes
+        print(
+            f"peak GPU memory of the cell on the provider: "
+            f"{'n/a' if peak is None else f'{peak / 2**20:.1f} MiB'}"
+        )
+        # the same cell without checkpoint commitments: their cost on this device
+        plain = _namespace(epochs)
+        bare = train_cell(
+            CELL,
+            plain,
+            options=TrainOptions(checkpoint_every=0),
+            client=client,
+            say=lambda m: None,
+        )
+        bare_rate = bare.steps / plain["loop_seconds"]
+        print(
+            f"remote without commitments: {bare_rate:.0f} steps/s; "
+            f"with the default commitments {remote_rate:.0f} ({remote_rate / bare_rate:.2f})"
+        )
         # the same loop, here, directly on the GPU (the baseline of the same run)
         local = _namespace(epochs)
         if torch.cuda.is_available():
             local["device"] = "cuda"
             local["model"].to("cuda")
-        t0 = time.perf_counter()
         exec(CELL.replace("print(", "(lambda *a, **k: None)("), local)
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        local_s = time.perf_counter() - t0
-        local_rate = steps / local_s
+        local_rate = steps / local["loop_seconds"]
         print(
-            f"remote: {steps} steps in {handle.duration:.2f} s on the provider "
-            f"({remote_rate:.0f} steps/s; {wall:.2f} s cell wall time incl. dispatch)"
+            f"remote: {steps} steps, the loop {remote_rate:.0f} steps/s; the task "
+            f"{handle.duration:.2f} s on the provider, {wall:.2f} s cell wall time"
         )
         print(
             f"local, same process, same GPU: {local_rate:.0f} steps/s; "
-            f"ratio remote/local {remote_rate / local_rate:.2f}"
+            f"ratio remote/local {remote_rate / local_rate:.2f} with commitments, "
+            f"{bare_rate / local_rate:.2f} without"
         )
     finally:
         for proc in reversed(procs):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pickle
+import sys
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -99,4 +101,34 @@ def load_inputs(bundle: Bundle, read_blob: Callable[[str], bytes]) -> dict[str, 
                 raise ValueError(f"input `{ref.name}` is missing from blob {ref.blob}")
             out[ref.name] = groups[ref.blob][ref.name]
             _remember_loaded(out[ref.name])
+    for group in groups.values():
+        for value in group.values():
+            _track_scheduled_steps(value)
     return out
+
+
+def _track_scheduled_steps(value: Any) -> None:
+    """Wrap the optimizer step of an unpickled LR scheduler again, as its constructor did.
+
+    The scheduler's wrapper (which marks that ``optimizer.step()`` ran) holds
+    a weak reference and does not survive pickling; without it every
+    ``scheduler.step()`` on the provider warns that ``optimizer.step()`` "has
+    been overridden after learning rate scheduler initialization".
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(value, torch.optim.lr_scheduler.LRScheduler):
+        return
+    opt = value.optimizer
+    if hasattr(opt.step, "_wrapped_by_lr_sched"):
+        return
+    func = type(opt).step
+    opt_ref = weakref.ref(opt)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        target = opt_ref()
+        target._opt_called = True  # type: ignore[union-attr]
+        return func.__get__(target, target.__class__)(*args, **kwargs)
+
+    wrapper._wrapped_by_lr_sched = True  # type: ignore[attr-defined]
+    opt.step = wrapper

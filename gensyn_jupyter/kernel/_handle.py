@@ -62,6 +62,8 @@ class TaskHandle:
         Its last known state and who runs it.
     duration, steps
         Seconds the cell ran on the provider and optimizer steps, once done.
+    gpu_peak_bytes
+        On a CUDA provider, the peak GPU memory the cell's tensors took (None elsewhere).
     outputs, refused
         What came back (decoded from safetensors + JSON) and what could not.
     stdout
@@ -84,6 +86,7 @@ class TaskHandle:
         self.provider: str | None = None
         self.device: str | None = None
         self.duration: float | None = None
+        self.gpu_peak_bytes: int | None = None
         self.steps = 0
         self.outputs: dict[str, Any] = {}
         self.refused: dict[str, str] = {}
@@ -316,6 +319,7 @@ class TaskHandle:
         self.duration = task.result.duration_s
         self.steps = max(self.steps, task.result.steps)
         self.device = task.result.device
+        self.gpu_peak_bytes = task.result.gpu_peak_bytes
         return self.outputs
 
     @property
@@ -379,6 +383,7 @@ class TaskHandle:
             "steps": self.steps,
             "duration_s": self.duration,
             "gpu_seconds": self.duration,
+            "gpu_peak_bytes": self.gpu_peak_bytes,
             "loss_first": losses[0] if losses else None,
             "loss_last": losses[-1] if losses else None,
             **self._payment_summary(),

@@ -163,6 +163,8 @@ def _run_to_end(
     losses = handle.losses
     if losses:
         summary += f", loss {losses[0]:.4g} → {losses[-1]:.4g}"
+    if handle.gpu_peak_bytes is not None:
+        summary += f", peak GPU memory {handle.gpu_peak_bytes / 2**20:.0f} MiB"
     say(summary)
     if handle.commitment_check is not None:
         say(handle.commitment_check.describe())

@@ -105,6 +105,9 @@ class ResultManifest(_Model):
     duration_s: float = 0.0
     steps: int = 0
     device: str = "cpu"
+    gpu_peak_bytes: int | None = Field(
+        default=None, ge=0, description="on CUDA: peak memory the cell's tensors took on the GPU"
+    )
     commit_tx: str | None = Field(
         default=None,
         pattern=r"^0x[0-9a-f]{64}$",

@@ -112,6 +112,8 @@ def _run(job: dict[str, Any], control: _Control) -> None:
             for note in notes:
                 control.send({"type": "log", "message": note})
     manifest.steps = autolog.steps
+    if device.startswith("cuda"):
+        manifest.gpu_peak_bytes = int(torch.cuda.max_memory_allocated(torch.device(device)))
     placement.restore(namespace)
     if manifest.error is None:
         try:

@@ -61,7 +61,8 @@ class ReturnCheck:
                 "checkpoint; do not trust this result"
             )
         if self.matched:
-            return f"{head}: the returned {', '.join(self.matched)} match the last checkpoint"
+            verb = "matches" if len(self.matched) == 1 else "match"
+            return f"{head}: the returned {', '.join(self.matched)} {verb} the last checkpoint"
         return f"{head}: root and last checkpoint consistent (no returned module to compare)"
 
 

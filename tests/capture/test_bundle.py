@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -311,3 +312,17 @@ def test_importing_capture_does_not_import_torch() -> None:
         check=True,
     )
     assert done.stdout.split() == ["False", "False"]
+
+
+def test_a_loaded_scheduler_does_not_warn_that_the_step_was_overridden() -> None:
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    source = "model(torch.ones(2)).sum().backward()\nopt.step()\nsched.step()\n"
+    prepared = build_bundle(source, {"torch": torch, "model": model, "opt": opt, "sched": sched})
+    inputs = load_inputs(prepared.bundle, prepared.blobs.__getitem__)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the provider would print the warning in the cell
+        exec(source, {"__name__": "__main__", **inputs})
+    assert inputs["sched"].optimizer is inputs["opt"]
+    assert inputs["opt"].param_groups[0]["lr"] == 0.05

@@ -107,6 +107,6 @@ def test_the_cell_checks_the_commitment_against_the_weights_it_got(kernel: Kerne
         "    opt.zero_grad(); loss.backward(); opt.step()\n"
     )
     assert run.status == "ok", run.text
-    assert "the returned model match the last checkpoint" in run.text, run.text
+    assert "the returned model matches the last checkpoint" in run.text, run.text
     check = kernel.run("c = _gensyn.commitment_check\nprint(c.ok, c.matched, c.checkpoints > 2)")
     assert check.stdout.strip() == "True ['model'] True"

@@ -37,7 +37,7 @@ def test_honest_weights_match_the_last_checkpoint(tmp_path: Path) -> None:
     commitment, namespace = _returned(tmp_path)
     check = check_returned(commitment, namespace)
     assert check.ok and check.matched == ["model"] and check.mismatched == []
-    assert "the returned model match the last checkpoint" in check.describe()
+    assert "the returned model matches the last checkpoint" in check.describe()
     assert check.checkpoints == len(commitment.leaves)
 
 
