@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "warmstart": "lease to first training step, warm worker vs cold start",
     "memory": "peak RSS of the kernel streaming metrics, of the coordinator holding tasks",
     "scaling": "coordinator leases/s and metric points/s as providers and kernels grow",
+    "verification": "spot replay and replicate dispute cost vs the run; deterministic mode",
 }
 
 

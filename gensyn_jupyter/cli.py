@@ -40,6 +40,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     devnet.add_argument("--detach", action="store_true", help="run in the background")
     devnet.add_argument(
+        "--challenge-window",
+        type=int,
+        default=1,
+        help="seconds a committed result may be challenged (default 1; spot checks that "
+        "should slash a cheater need longer than a replay takes, e.g. 30)",
+    )
+    devnet.add_argument(
         "--lease-ttl",
         type=float,
         default=15.0,
@@ -78,6 +85,18 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="blob cache and task directories (default ~/.gensyn/provider)",
+    )
+    prov.add_argument(
+        "--referee",
+        action="store_true",
+        help="take only referee jobs: re-execute challenged segments and rule on chain "
+        "(the key must be the market's referee)",
+    )
+    prov.add_argument(
+        "--cheat",
+        choices=["skip", "perturb", "fake-loss", "stale", "wrong-data"],
+        default=None,
+        help="tests and demos only: run every task dishonestly (verification must catch it)",
     )
     wallet = sub.add_parser(
         "wallet",
@@ -270,6 +289,7 @@ def _devnet(args: argparse.Namespace) -> int:
                 providers=args.providers,
                 lease_ttl=args.lease_ttl,
                 chain=args.chain,
+                challenge_window=args.challenge_window,
             )
         except RuntimeError as exc:
             print(f"gensyn devnet up: {exc}", file=sys.stderr)
@@ -284,6 +304,7 @@ def _devnet(args: argparse.Namespace) -> int:
             providers=args.providers,
             lease_ttl=args.lease_ttl,
             chain=args.chain,
+            challenge_window=args.challenge_window,
         )
     if args.action == "down":
         print("devnet stopped" if stop_devnet(data_dir=data_dir) else "no devnet was running")
@@ -354,5 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         name=args.name,
         device=args.device,
         threads=args.threads,
+        cheat=args.cheat,
+        referee=args.referee,
     )
     return 0

@@ -77,6 +77,7 @@ class ChainLink:
         self.chain_id = int(self.w3.eth.chain_id)
         self.min_stake = int(self.market.call("minStake"))
         self.challenge_window = int(self.market.call("challengeWindow"))
+        self.referee = str(self.market.call("referee"))
         on_chain_operator = str(self.market.call("operator"))
         if on_chain_operator.lower() != self.operator.address.lower():
             raise ValueError(
@@ -121,8 +122,8 @@ class ChainLink:
             block=receipt["blockNumber"],
         )
 
-    def assign(self, key: bytes, provider: str, price: int) -> TxRef:
-        """Assign ``provider`` to the funded task at ``price`` (operator only)."""
+    def assign(self, key: bytes, provider: str, price: int, verifier: str | None = None) -> TxRef:
+        """Assign ``provider`` (and ``verifier``, paid its fee) at ``price`` (operator only)."""
         zero = "0x" + "00" * 20
         return self._send(
             "assign",
@@ -131,7 +132,7 @@ class ChainLink:
             key,
             Web3.to_checksum_address(provider),
             zero,
-            zero,
+            Web3.to_checksum_address(verifier) if verifier else zero,
             price,
         )
 

@@ -42,6 +42,7 @@ __all__ = [
     "ProviderRow",
     "SessionRow",
     "TaskRow",
+    "VerifyJobRow",
 ]
 
 
@@ -72,6 +73,7 @@ class TaskRow(Base):
     account: Mapped[str | None] = mapped_column(String(42), default=None, index=True)
     chain_key: Mapped[str | None] = mapped_column(String(66), default=None, unique=True)
     payment: Mapped[str | None] = mapped_column(Text, default=None)
+    verification: Mapped[str | None] = mapped_column(Text, default=None)
 
     __table_args__ = ({"sqlite_autoincrement": True},)
 
@@ -104,6 +106,28 @@ class LeaseRow(Base):
     expires_at: Mapped[float] = mapped_column(Float)
     released_at: Mapped[float | None] = mapped_column(Float, default=None, index=True)
     release_reason: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class VerifyJobRow(Base):
+    """A segment to replay (``spot``: a verifier; ``referee``: after a challenge).
+
+    Open until a provider takes it; a taken job whose ``expires_at`` passed is
+    open again. ``job`` is the ``VerifyJob`` JSON, ``verdict`` the answer.
+    """
+
+    __tablename__ = "verify_jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    segment: Mapped[int] = mapped_column(Integer)
+    job: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[float] = mapped_column(Float)
+    provider_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    verifier_address: Mapped[str | None] = mapped_column(String(42), default=None)
+    expires_at: Mapped[float | None] = mapped_column(Float, default=None)
+    done_at: Mapped[float | None] = mapped_column(Float, default=None, index=True)
+    verdict: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class BlobRow(Base):

@@ -28,6 +28,7 @@ from ._events import append_event
 from ._payments import add_tx
 from ._providers import authenticate, touch
 from ._tasks import end_run, set_state, task_from_row, task_row
+from ._verification import begin_spot
 
 __all__ = ["post_events", "post_result"]
 
@@ -108,7 +109,7 @@ def post_events(ctx: Context, lease_id: str, token: str, body: EventsPost) -> Ev
 
 
 def _commit_paid(
-    session: Session, task: TaskRow, name: str, manifest: ResultManifest, now: float
+    ctx: Context, session: Session, task: TaskRow, name: str, manifest: ResultManifest, now: float
 ) -> None:
     """A paid task's result: committed now, settled when the chain says so."""
     payment = Payment.model_validate_json(task.payment or "")
@@ -122,6 +123,9 @@ def _commit_paid(
         f"result committed by {name} on chain; paid once the challenge window closes",
         now,
     )
+    if task.verification is not None:
+        begin_spot(ctx, session, task, manifest, now)
+        return
     set_state(
         session,
         task,
@@ -135,7 +139,13 @@ def post_result(ctx: Context, lease_id: str, token: str, manifest: ResultManifes
     """Finish a lease's task with the provider's result (or the cell's error)."""
     if not math.isfinite(manifest.duration_s):
         raise ApiError(422, "field 'duration_s': must be a finite number", "duration_s")
-    for field, sha in (("values", manifest.values), ("tensors", manifest.tensors)):
+    shas = [("values", manifest.values), ("tensors", manifest.tensors)]
+    for c in manifest.checkpoints:
+        shas += [
+            (f"checkpoints.{c.leaf}.meta", c.meta),
+            (f"checkpoints.{c.leaf}.tensors", c.tensors),
+        ]
+    for field, sha in shas:
         if sha is not None and not ctx.blobs.exists(sha):
             raise ApiError(
                 400,
@@ -174,7 +184,10 @@ def post_result(ctx: Context, lease_id: str, token: str, manifest: ResultManifes
                     error=err.model_dump(mode="json"),
                 )
             elif task.payment is not None:
-                _commit_paid(session, task, name, manifest, now)
+                _commit_paid(ctx, session, task, name, manifest, now)
+            elif task.verification is not None:
+                end_run(session, task, TaskState.COMMITTED, f"result committed by {name}", now)
+                begin_spot(ctx, session, task, manifest, now)
             else:
                 end_run(session, task, TaskState.COMMITTED, f"result committed by {name}", now)
                 set_state(

@@ -10,12 +10,13 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, select, update
 
 from ..chain import MarketError
-from ..protocol import Lease, Payment, ProviderInfo, TaskState
+from ..protocol import Lease, Payment, ProviderInfo, TaskState, Verification
 from ._context import Context
 from ._db import LeaseRow, ProviderRow, TaskRow
 from ._ids import new_id
 from ._providers import authenticate, describe_device, touch
 from ._tasks import end_run, set_state, task_from_row, task_row
+from ._verification import choose_verifier, claim_job
 
 __all__ = ["Poller", "claim", "expire_leases", "grant_grace", "start_polling"]
 
@@ -75,13 +76,17 @@ def _can_take_paid(ctx: Context, address: str | None) -> bool:
 
 
 def claim(ctx: Context, poller: Poller) -> Lease | None:
-    """Give the oldest queued task this provider can run to it, or None.
+    """Give this provider a verification job, else the oldest queued task it can run, or None.
 
     Runs in one transaction under the writer lock, and the ``queued -> running``
     update is conditional, so two providers never get the same task. A paid
     task goes only to a provider with enough stake, and is assigned to it on
-    chain in the same transaction (a refused assignment leaves it queued).
+    chain in the same transaction (a refused assignment leaves it queued). A
+    referee takes referee jobs only.
     """
+    job = claim_job(ctx, poller.id)
+    if job is not None or poller.info.role == "referee":
+        return job
     try:
         return _claim(ctx, poller)
     except _AssignRefused as exc:
@@ -135,11 +140,21 @@ def _claim(ctx: Context, poller: Poller) -> Lease | None:
             expires_at=now + ttl,
         )
         session.add(lease)
+        verifier = None
+        if task.verification is not None:
+            verification = Verification.model_validate_json(task.verification)
+            chosen = choose_verifier(session, poller.id, now)
+            verifier = chosen.address if chosen is not None else None
+            task.verification = verification.model_copy(
+                update={"assigned_verifier": verifier}
+            ).model_dump_json()
         if task.payment is not None and ctx.chain is not None and provider.address is not None:
             payment = Payment.model_validate_json(task.payment)
             price = payment.order.max_price_wei
             try:
-                tx = ctx.chain.assign(bytes.fromhex(payment.task_key[2:]), provider.address, price)
+                tx = ctx.chain.assign(
+                    bytes.fromhex(payment.task_key[2:]), provider.address, price, verifier
+                )
             except MarketError as exc:
                 raise _AssignRefused(f"task {task.id} could not be assigned: {exc}") from None
             payment = payment.model_copy(

@@ -17,6 +17,7 @@ from ..protocol import (
     ProviderRegistration,
     ResultManifest,
     Task,
+    Verdict,
 )
 from ._auth import OptionalAccount
 from ._context import Ctx, Token, in_thread
@@ -24,6 +25,7 @@ from ._errors import error_responses
 from ._lease_posts import post_events, post_result
 from ._leases import claim, start_polling
 from ._providers import heartbeat, list_providers, register_provider
+from ._verification import post_verdict
 
 __all__ = ["leases", "providers"]
 
@@ -129,4 +131,19 @@ async def lease_result(lease_id: str, manifest: ResultManifest, ctx: Ctx, token:
     """Finish the task: ``failed`` when the cell raised, else committed, verified, settled."""
     task = await in_thread(post_result, ctx, lease_id, token, manifest)
     ctx.events.notify()
+    ctx.queue.notify()  # a spot check opened verification jobs
     return task
+
+
+@leases.post(
+    "/{lease_id}/verdict",
+    status_code=204,
+    summary="Post a verification job's verdict",
+    responses=error_responses(400, *_AUTH, 409, 422),
+)
+async def lease_verdict(lease_id: str, verdict: Verdict, ctx: Ctx, token: Token) -> Response:
+    """A verifier's (or the referee's) answer to a job lease; signed on a paid network."""
+    await in_thread(post_verdict, ctx, lease_id, token, verdict)
+    ctx.events.notify()
+    ctx.queue.notify()  # a mismatch opened a referee job
+    return Response(status_code=204)

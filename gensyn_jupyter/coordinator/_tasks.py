@@ -21,6 +21,7 @@ from ..protocol import (
     Task,
     TaskSpec,
     TaskState,
+    Verification,
     VerifyMode,
 )
 from ._context import Context
@@ -60,6 +61,9 @@ def task_from_row(row: TaskRow) -> Task:
         gpu_seconds=row.gpu_seconds,
         account=row.account,
         payment=Payment.model_validate_json(row.payment) if row.payment else None,
+        verification=(
+            Verification.model_validate_json(row.verification) if row.verification else None
+        ),
     )
 
 
@@ -111,6 +115,13 @@ def _check_bundle(ctx: Context, spec: TaskSpec) -> int:
     except ValidationError as exc:
         problem, _ = validation_problem(exc)
         raise ApiError(400, f"bundle is not valid: {problem}", "bundle") from None
+    if spec.verify is VerifyMode.SPOT and bundle.checkpoint_every == 0:
+        raise ApiError(
+            400,
+            "verify 'spot' replays committed checkpoints, but the bundle turns them off "
+            "(--checkpoint-every 0); drop that option or submit with verify 'none'",
+            "verify",
+        )
     inputs: dict[str, int] = {}
     for ref in bundle.inputs:
         if ref.blob is None:
@@ -139,11 +150,11 @@ def create_task(ctx: Context, spec: TaskSpec, account: str | None = None) -> Tas
             "sign in first: this network takes payment, so every task belongs to an account. "
             "Open the Gensyn panel to connect a wallet, or run `gensyn signer` with your key",
         )
-    if spec.verify is not VerifyMode.NONE:
+    if spec.verify is VerifyMode.REPLICATE:
         raise ApiError(
             400,
-            f"verify mode '{spec.verify.value}' is not available on this coordinator yet "
-            "(it has no verifiers); submit with verify 'none'",
+            "verify mode 'replicate' is not available on this coordinator yet "
+            "(two providers per task are not scheduled); submit with verify 'spot' or 'none'",
             "verify",
         )
     # The approval shows the size to the payer: store what was measured, not what was claimed.
@@ -163,6 +174,11 @@ def create_task(ctx: Context, spec: TaskSpec, account: str | None = None) -> Tas
             updated_at=now,
             gpu_seconds=0.0,
             account=account,
+            verification=(
+                Verification(mode="spot").model_dump_json()
+                if spec.verify is VerifyMode.SPOT
+                else None
+            ),
         )
         session.add(row)
         session.flush()

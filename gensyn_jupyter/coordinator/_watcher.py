@@ -33,8 +33,10 @@ _TX_KIND: dict[str, TxKind] = {
     "TaskCancelled": "cancel",
     "TaskExpired": "expire",
     "TaskChallenged": "challenge",
-    "ChallengeResolved": "resolve",
+    "FraudProven": "resolve",
+    "ChallengeRejected": "resolve",
 }
+_UNDER_VERIFICATION = {TaskState.VERIFYING.value, TaskState.DISPUTED.value}
 _ENDED_RUN = {TaskState.COMMITTED.value, TaskState.VERIFYING.value, TaskState.VERIFIED.value}
 
 
@@ -79,6 +81,23 @@ def _apply(
         payment = payment.model_copy(
             update={"outcome": "cancelled", "refunded_wei": int(args["refund"])}
         )
+    elif name == "FraudProven":
+        payment = payment.model_copy(
+            update={
+                "outcome": "slashed",
+                "refunded_wei": payment.order.total_wei + int(args["toSubmitter"]),
+            }
+        )
+        if not TaskState(row.state).terminal:
+            set_state(
+                session,
+                row,
+                TaskState.SLASHED,
+                f"fraud proven on chain: the provider's stake was slashed by "
+                f"{format_eth(int(args['slashed']))}; {format_eth(payment.refunded_wei)} "
+                "credited back to you",
+                now,
+            )
     elif name == "TaskExpired":
         payment = payment.model_copy(
             update={"outcome": "expired", "refunded_wei": int(args["refund"])}
@@ -173,9 +192,11 @@ class Keeper:
                 )
             ).all()
         sent = 0
-        for task_id, key_hex, raw, _state in rows:
+        for task_id, key_hex, raw, state in rows:
             if raw is None:  # pragma: no cover - the query keeps paid tasks only
                 continue
+            if state in _UNDER_VERIFICATION:
+                continue  # verifiers and the referee decide first
             payment = Payment.model_validate_json(raw)
             if (
                 payment.outcome is not None

@@ -53,6 +53,10 @@ class DevnetChain:
     def faucet_key(self) -> str:
         return self.key(7)
 
+    @property
+    def referee_key(self) -> str:
+        return self.key(8)
+
     def stop(self) -> None:
         self.node.stop()
 

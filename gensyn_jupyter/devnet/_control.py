@@ -32,6 +32,7 @@ def start_detached(
     lease_ttl: float = 15.0,
     chain: str = "auto",
     timeout: float = 180.0,
+    challenge_window: int = 1,
 ) -> tuple[DevnetState, bool]:
     """Start the devnet in the background; return its state and whether it was started now."""
     running = _running(data_dir)
@@ -57,6 +58,8 @@ def start_detached(
                 str(lease_ttl),
                 "--chain",
                 chain,
+                "--challenge-window",
+                str(challenge_window),
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,

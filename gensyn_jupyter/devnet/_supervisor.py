@@ -107,6 +107,7 @@ def run_devnet(
     threads: int | None = None,
     lease_ttl: float = 15.0,
     chain: str = "auto",
+    challenge_window: int = 1,
 ) -> int:
     """Run the devnet in the foreground until SIGINT/SIGTERM; return an exit code.
 
@@ -114,7 +115,11 @@ def run_devnet(
     removes it on the way out. With ``chain`` other than ``none`` a dev chain
     (anvil, or the embedded node) runs the escrow: the market is deployed,
     providers stake with their dev keys, and a signer approves the notebook
-    user's tasks within the devnet budget. Children that die are restarted (at most
+    user's tasks within the devnet budget, and a referee (dev key 8) rules on
+    challenged spot checks; ``challenge_window`` (seconds) is how long a
+    committed result may be challenged (1 s by default: results settle at once,
+    but a verifier must replay and challenge within it, so ``--verify spot``
+    cheaters are only slashed with a longer window). Children that die are restarted (at most
     five times each), so a crashed provider does not take the devnet down.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -128,7 +133,11 @@ def run_devnet(
         print(f"devnet failed: at most {MAX_PROVIDERS} providers", file=sys.stderr, flush=True)
         return 1
     devchain = (
-        start_devnet_chain(kind=chain, log_path=data_dir / "chain.log") if chain != "none" else None
+        start_devnet_chain(
+            kind=chain, log_path=data_dir / "chain.log", challenge_window=challenge_window
+        )
+        if chain != "none"
+        else None
     )
     coordinator_env: dict[str, str] = {}
     chain_args: list[str] = []
@@ -178,6 +187,26 @@ def run_devnet(
                 {"GENSYN_PRIVATE_KEY": devchain.provider_key(index)} if devchain else None,
             )
         )
+    children.append(
+        _Child(
+            "referee",
+            [
+                *exe,
+                "provider",
+                "--coordinator",
+                url,
+                "--referee",
+                "--name",
+                "devnet-referee",
+                "--work-dir",
+                str(data_dir / "referee"),
+                "--threads",
+                str(threads),
+            ],
+            data_dir / "referee.log",
+            {"GENSYN_PRIVATE_KEY": devchain.referee_key} if devchain else None,
+        )
+    )
     if devchain is not None:
         children.append(
             _Child(
@@ -198,7 +227,8 @@ def run_devnet(
     state_path = data_dir / "devnet.json"
     code = 0
     try:
-        _wait_ready(url, providers, children, session_file(url) if devchain else None)
+        # the providers and the referee
+        _wait_ready(url, providers + 1, children, session_file(url) if devchain else None)
         state = DevnetState(
             pid=os.getpid(),
             url=url,

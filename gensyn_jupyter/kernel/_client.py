@@ -28,6 +28,25 @@ _RECONNECTS = 40
 _MAX_BACKOFF = 2.0
 
 
+class _SessionAuth(httpx.Auth):
+    """Sends the account's session token (if any) with every call that carries none.
+
+    The coordinator reads it where a route needs an account; a network that
+    scopes every call to an account (the JupyterHub class service, which
+    gets the student's Hub token this way) needs it on reads too.
+    """
+
+    def __init__(self, network: str) -> None:
+        self._network = network
+
+    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+        if "Authorization" not in request.headers:
+            token = read_session_token(self._network)
+            if token:
+                request.headers["Authorization"] = f"Bearer {token}"
+        yield request
+
+
 class CoordinatorClient:
     """Task calls and the event stream, over one kept-alive ``httpx.Client``.
 
@@ -44,7 +63,10 @@ class CoordinatorClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(
-            base_url=self.base_url, timeout=httpx.Timeout(timeout), transport=transport
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout),
+            transport=transport,
+            auth=_SessionAuth(self.base_url),
         )
         self.blobs = BlobClient(client=self._http)
 

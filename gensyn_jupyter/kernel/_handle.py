@@ -17,7 +17,7 @@ from array import array
 from collections.abc import Callable, Generator, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..protocol import CoordinatorError, Event, Payment, Task, TaskState, TxRef
+from ..protocol import CoordinatorError, Event, Payment, Task, TaskState, TxRef, Verification
 from ._client import CoordinatorClient
 
 if TYPE_CHECKING:
@@ -306,6 +306,12 @@ class TaskHandle:
                 + paid
                 + " and nothing was loaded"
             )
+        if task.state == TaskState.SLASHED:
+            raise GensynError(
+                f"task {task.id}: the provider {self.provider} was caught cheating "
+                f"({_last_message(task)}); nothing was loaded, and your escrow is refunded "
+                "(handle.payment, handle.verification)"
+            )
         if task.state != TaskState.SETTLED or task.result is None:
             raise GensynError(f"task {task.id} ended {task.state}; there is nothing to load")
         if not self.outputs and (task.result.values or task.result.tensors):
@@ -321,6 +327,17 @@ class TaskHandle:
         self.device = task.result.device
         self.gpu_peak_bytes = task.result.gpu_peak_bytes
         return self.outputs
+
+    @property
+    def verification(self) -> Verification | None:
+        """Spot checks: the sampled segments, the verifiers' verdicts and any ruling."""
+        task = self._task
+        if task is None or (
+            task.verification is not None and task.verification.outcome == "pending"
+        ):
+            with contextlib.suppress(Exception):
+                task = self._client.get_task(self.task_id)
+        return task.verification if task is not None else None
 
     @property
     def payment(self) -> Payment | None:
@@ -416,3 +433,15 @@ class TaskHandle:
         if self.error:
             parts.append(f"error: {self.error}")
         return "<" + ", ".join(parts) + ">"
+
+
+def _last_message(task: Task) -> str:
+    """What the verification found, in a few words, for a slashed task."""
+    verification = task.verification
+    if verification is None:
+        return "fraud proven on chain"
+    bad = [k for k, v in verification.verdicts.items() if not v.matches]
+    where = f"segment {bad[0]} did not reproduce on a verifier" if bad else "fraud proven"
+    if verification.ruling is not None:
+        where += "; the referee re-executed it and ruled fraud"
+    return where

@@ -62,7 +62,8 @@ class GensynMagics(Magics):
         "--verify",
         choices=["none", "spot", "replicate"],
         default="none",
-        help="how the result is checked; this network offers 'none' (trusted) only so far",
+        help="how the result is checked: none (trusted); spot (verifiers replay a sampled 10%% "
+        "of the segments, a cheater is slashed); replicate is not scheduled yet",
     )
     @argument(
         "--device",
@@ -103,9 +104,14 @@ class GensynMagics(Magics):
             print(self.gensyn_train.__doc__)
             return
         args = parse_argstring(self.gensyn_train, line)
-        if args.verify != "none":
+        if args.verify == "replicate":
             raise GensynError(
-                f"--verify {args.verify} is not available on this network yet; use --verify none"
+                "--verify replicate is not available on this network yet; use --verify spot "
+                "(verifiers replay sampled segments) or --verify none"
+            )
+        if args.verify == "spot" and args.checkpoint_every == 0:
+            raise GensynError(
+                "--verify spot replays committed checkpoints: drop --checkpoint-every 0"
             )
         if args.gpus < 1:
             raise GensynError(f"--gpus {args.gpus}: ask for at least 1")

@@ -54,6 +54,14 @@ from ._task import (
     Task,
     TaskSpec,
 )
+from ._verify import (
+    CheckpointBlob,
+    JobKind,
+    Verdict,
+    Verification,
+    VerifyJob,
+    verdict_message,
+)
 
 __all__ = [
     "COMMITMENT_VERSION",
@@ -65,6 +73,7 @@ __all__ = [
     "BlobClient",
     "Bundle",
     "ChainInfo",
+    "CheckpointBlob",
     "CheckpointLeaf",
     "Commitment",
     "CoordinatorError",
@@ -81,6 +90,7 @@ __all__ = [
     "Hex32",
     "InputKind",
     "InputRef",
+    "JobKind",
     "LeafKind",
     "Lease",
     "LoginRequest",
@@ -104,6 +114,9 @@ __all__ = [
     "TaskState",
     "TxKind",
     "TxRef",
+    "Verdict",
+    "Verification",
+    "VerifyJob",
     "VerifyMode",
     "format_eth",
     "is_sha256",
@@ -112,4 +125,5 @@ __all__ = [
     "spec_hash_bytes32",
     "task_key",
     "task_order_typed_data",
+    "verdict_message",
 ]

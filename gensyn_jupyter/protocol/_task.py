@@ -10,6 +10,7 @@ from ._bundle import Sha256
 from ._commitment import Commitment
 from ._payment import Payment
 from ._states import TaskState, VerifyMode
+from ._verify import CheckpointBlob, Verification, VerifyJob
 
 __all__ = [
     "ErrorBody",
@@ -116,6 +117,9 @@ class ResultManifest(_Model):
     commitment: Commitment | None = Field(
         default=None, description="checkpoint hashes of the run and their Merkle root"
     )
+    checkpoints: list[CheckpointBlob] = Field(
+        default_factory=list, description="verified tasks: the committed checkpoints, uploaded"
+    )
 
 
 class GpuInfo(_Model):
@@ -134,6 +138,10 @@ class ProviderInfo(_Model):
     python: str
     torch: str
     price_per_gpu_second: float = Field(default=0.0, ge=0.0)
+    role: Literal["provider", "referee"] = Field(
+        default="provider",
+        description="'referee': takes only referee jobs (its address must be the market's referee)",
+    )
 
 
 class Provider(_Model):
@@ -177,6 +185,9 @@ class Task(_Model):
     gpu_seconds: float = 0.0
     account: str | None = Field(default=None, description="the signed-in account that owns it")
     payment: Payment | None = Field(default=None, description="escrow; None on a free network")
+    verification: Verification | None = Field(
+        default=None, description="spot or replicate: sampled segments, verdicts, ruling"
+    )
 
 
 class Lease(_Model):
@@ -187,6 +198,9 @@ class Lease(_Model):
     provider_id: str
     expires_at: float
     ttl_seconds: float
+    job: VerifyJob | None = Field(
+        default=None, description="set when the lease is a verification job, not a run"
+    )
 
 
 EventKind = Literal["state", "stdout", "stderr", "metrics", "log"]

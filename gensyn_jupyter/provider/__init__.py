@@ -1,6 +1,7 @@
 """``gensyn provider``: offers this machine's GPU (or CPU) to a coordinator."""
 
+from ._cheats import CHEAT_MODES
 from ._daemon import run_provider
 from ._hardware import detect_hardware
 
-__all__ = ["detect_hardware", "run_provider"]
+__all__ = ["CHEAT_MODES", "detect_hardware", "run_provider"]

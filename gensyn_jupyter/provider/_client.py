@@ -15,6 +15,7 @@ from ..protocol import (
     ProviderRegistration,
     ResultManifest,
     Task,
+    Verdict,
     raise_for_error,
 )
 
@@ -80,6 +81,12 @@ class ProviderClient:
         )
         raise_for_error(response)
         return Task.model_validate(response.json())
+
+    def post_verdict(self, lease_id: str, verdict: Verdict) -> None:
+        response = self._http.post(
+            f"/v1/leases/{lease_id}/verdict", json=verdict.model_dump(mode="json")
+        )
+        raise_for_error(response)
 
     def close(self) -> None:
         self._http.close()

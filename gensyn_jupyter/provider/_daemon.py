@@ -73,7 +73,8 @@ class _Daemon:
         if self.runner.payout is None:
             self.runner.payout = Payout(account=self.account, chain=chain, log=self.log)
         try:
-            self.runner.payout.ensure_stake()
+            if self.info.role != "referee":  # the referee rules; it runs no task
+                self.runner.payout.ensure_stake()
         except (MarketError, ValueError) as exc:
             self.log(f"could not stake: {exc}")
         return sign_in(self.client.http, self.account).token
@@ -137,7 +138,8 @@ class _Daemon:
                 continue
             backoff = 0.2
             if lease is not None:
-                self.log(f"leased {lease.task.id}")
+                what = f"{lease.job.kind} job {lease.job.id} on " if lease.job else ""
+                self.log(f"leased {what}{lease.task.id}")
                 self.runner.run(lease)
 
 
@@ -149,6 +151,8 @@ def run_provider(
     device: Literal["auto", "cpu", "cuda"] = "auto",
     threads: int | None = None,
     account: LocalAccount | None = None,
+    cheat: str | None = None,
+    referee: bool = False,
 ) -> None:
     """Serve leases from ``coordinator`` until SIGINT or SIGTERM.
 
@@ -166,8 +170,15 @@ def run_provider(
         torch threads per worker (default: torch's own choice).
     account
         The provider's own key, paid for its work on a network with escrow.
+    cheat
+        Tests and demos only: run every task dishonestly this way (see ``._cheats``).
+    referee
+        Take only referee jobs (re-execute challenged segments and rule on chain);
+        the key must be the market's referee.
     """
     info = detect_hardware(name=name, device=device)
+    if referee:
+        info = info.model_copy(update={"role": "referee"})
     client = ProviderClient(base_url=coordinator)
     stop = threading.Event()
     pool = WorkerPool(env=worker_environment(home=work_dir / "home", threads=threads), cwd=work_dir)
@@ -180,6 +191,7 @@ def run_provider(
         threads=threads,
         log=lambda message: _log(info.name, message),
     )
+    runner.cheat = cheat
     daemon = _Daemon(client=client, info=info, runner=runner, stop=stop, account=account)
 
     def _on_signal(signum: int, _frame: object) -> None:

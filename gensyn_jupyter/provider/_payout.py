@@ -92,6 +92,20 @@ class Payout:
         self._log(f"committed {lease.task.id} on chain: {due} wei due")
         return "0x" + bytes(receipt["transactionHash"]).hex()
 
+    def challenge(self, key: bytes) -> str:
+        """Challenge a committed task with the market's minimum bond; the transaction hash."""
+        bond = int(self._market.call("minBond"))
+        with self._lock:
+            receipt = self._market.transact(self.account, "challenge", key, value=bond)
+        return "0x" + bytes(receipt["transactionHash"]).hex()
+
+    def resolve(self, key: bytes, cheater: str | None) -> str:
+        """The referee's ruling on chain: ``cheater`` slashed, or None to reject the challenge."""
+        who = Web3.to_checksum_address(cheater) if cheater else "0x" + "00" * 20
+        with self._lock:
+            receipt = self._market.transact(self.account, "resolve", key, who)
+        return "0x" + bytes(receipt["transactionHash"]).hex()
+
     def withdraw(self) -> int:
         """Withdraw earned credit, if any; returns the wei withdrawn."""
         credit = int(self._market.call("credits", self.account.address))

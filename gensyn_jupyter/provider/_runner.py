@@ -14,6 +14,7 @@ from typing import IO
 
 from ..protocol import (
     Bundle,
+    CheckpointBlob,
     CoordinatorError,
     EventIn,
     Lease,
@@ -81,6 +82,8 @@ class TaskRunner:
     ) -> None:
         self.payout: Payout | None = None
         """Commits paid results on chain (set once the provider signed in)."""
+        self.cheat: str | None = None
+        """A dishonest provider's mode (tests and the demo only): see ._cheats."""
         self._client = client
         self._info = info
         self._blob_dir = work_dir / "blobs"
@@ -95,6 +98,34 @@ class TaskRunner:
         self._lock = threading.Lock()
         self._current: tuple[str, Worker] | None = None
         self._cancelled = threading.Event()
+
+    # What a verification job (._verifier) uses of this runner.
+    @property
+    def client(self) -> ProviderClient:
+        return self._client
+
+    @property
+    def pool(self) -> WorkerPool:
+        return self._pool
+
+    @property
+    def blob_dir(self) -> Path:
+        return self._blob_dir
+
+    @property
+    def task_dir(self) -> Path:
+        return self._task_dir
+
+    @property
+    def threads(self) -> int | None:
+        return self._threads
+
+    def prepare(self, lease: Lease) -> Bundle:
+        """Fetch the lease's bundle and its blobs into the cache."""
+        return self._prepare(lease)
+
+    def device_for(self, lease: Lease) -> str:
+        return self._device(lease)
 
     def cancel(self, task_id: str) -> None:
         """Stop the worker if it runs ``task_id`` (the owner cancelled it)."""
@@ -133,6 +164,11 @@ class TaskRunner:
 
     def run(self, lease: Lease) -> None:
         """Run the lease's task to its end and post its result (or nothing if cancelled)."""
+        if lease.job is not None:
+            from ._verifier import run_verification
+
+            run_verification(self, lease, self._log)
+            return
         task = lease.task
         self._cancelled.clear()
         outbox = _Outbox()
@@ -176,6 +212,7 @@ class TaskRunner:
                 "threads": self._threads,
                 "task_id": task.id,
                 "checkpoint_dir": str(self._checkpoint_dir / task.id),
+                "cheat": self.cheat,
             }
         )
         self._log(f"running {task.id} on {device} (worker pid {worker.proc.pid})")
@@ -208,6 +245,8 @@ class TaskRunner:
                 workdir, worker, stderr_tail.text, timed_out, task.spec.max_seconds
             )
             manifest.device = device
+            if task.spec.verify != "none" and manifest.commitment is not None:
+                manifest.checkpoints = self._upload_checkpoints(task.id, manifest)
             self._post_result(lease, manifest)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -275,6 +314,28 @@ class TaskRunner:
                 self._client.blobs.upload_missing({sha: data})
                 setattr(manifest, field, sha)
         return manifest
+
+    def _upload_checkpoints(self, task_id: str, manifest: ResultManifest) -> list[CheckpointBlob]:
+        """Upload the committed checkpoints (verifiers replay from them); the list of blobs."""
+        from ..verify import CheckpointStore
+
+        assert manifest.commitment is not None
+        directory = self._checkpoint_dir / task_id
+        uploaded: list[CheckpointBlob] = []
+        for index, leaf in enumerate(manifest.commitment.leaves):
+            stem = directory / CheckpointStore.stem(leaf.step, leaf.kind)
+            meta, tensors = Path(str(stem) + ".json"), Path(str(stem) + ".safetensors")
+            if index == 0 or not (meta.exists() and tensors.exists()):
+                continue  # leaf 0 is the bundle itself; "hook" leaves are not resumable
+            meta_bytes, tensor_bytes = meta.read_bytes(), tensors.read_bytes()
+            meta_sha, tensors_sha = sha256_hex(meta_bytes), sha256_hex(tensor_bytes)
+            self._client.blobs.upload_missing({meta_sha: meta_bytes, tensors_sha: tensor_bytes})
+            uploaded.append(
+                CheckpointBlob(
+                    leaf=index, step=leaf.step, kind=leaf.kind, meta=meta_sha, tensors=tensors_sha
+                )
+            )
+        return uploaded
 
     def _post_result(self, lease: Lease, manifest: ResultManifest) -> None:
         if self.payout is not None and lease.task.payment is not None:

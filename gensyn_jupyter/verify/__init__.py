@@ -46,8 +46,10 @@ from ._replay import (
     checkpoint_digest,
     replay_segment,
 )
+from ._referee import Ruling, rule_dispute, rule_segment
 from ._returned import ReturnCheck, check_returned
 from ._session import RunSession
+from ._spot import detection_probability, sample_segments, spot_seed
 from ._state import Found, StateDigest, find_objects, part_digest, state_digest, state_tree
 
 __all__ = [
@@ -57,6 +59,7 @@ __all__ = [
     "ENTER_NAME",
     "LOOP_NAME",
     "TRACKER_FILE",
+    "Cheater",
     "CheckpointMismatch",
     "CheckpointRecorder",
     "CheckpointStore",
@@ -70,11 +73,13 @@ __all__ = [
     "ReplayError",
     "ReplayResult",
     "ReturnCheck",
+    "Ruling",
     "RunSession",
     "StateDigest",
     "canonical_bytes",
     "check_returned",
     "checkpoint_digest",
+    "detection_probability",
     "determinism_class",
     "deterministic_mode",
     "digest",
@@ -85,8 +90,12 @@ __all__ = [
     "level_sizes",
     "part_digest",
     "replay_segment",
+    "rule_dispute",
+    "rule_segment",
+    "sample_segments",
     "seed_everything",
     "seed_for",
+    "spot_seed",
     "state_digest",
     "state_tree",
     "verify_proof",

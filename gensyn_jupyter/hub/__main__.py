@@ -1,0 +1,5 @@
+"""``python -m gensyn_jupyter.hub --config jupyterhub_config.py``."""
+
+from ._service import main
+
+main()

@@ -1,0 +1,126 @@
+"""The class service's own routes: who am I, the class view, and the browser's login.
+
+``GET <prefix>`` and ``<prefix>api/me``: the caller's account, budget and
+tasks. ``GET <prefix>api/class``: every student's, for instructors (403 for
+anyone else). A browser without a login is sent through the Hub's OAuth
+flow and comes back to the page it asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio.to_thread
+import httpx
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from ..protocol import CoordinatorError
+from ._auth import Caller
+from ._errors import ServiceError
+from ._state import ServiceState, service_state
+from ._views import student_view
+
+__all__ = ["class_router"]
+
+
+def _wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "")
+
+
+async def _caller_or_login(request: Request) -> Caller | Response:
+    state = service_state(request)
+    try:
+        caller = await state.identity.caller(request)
+    except ServiceError as exc:
+        if exc.status == 401 and _wants_html(request):
+            return state.identity.login_redirect(request)
+        raise
+    if caller is not None:
+        return caller
+    if _wants_html(request):
+        return state.identity.login_redirect(request)
+    raise ServiceError(401, "log in to JupyterHub, or send your token (Authorization: Bearer)")
+
+
+def _view(state: ServiceState, user: str) -> dict[str, Any]:
+    try:
+        return student_view(
+            user=user,
+            address=state.keys.address(user),
+            budget_wei=state.settings.budget_for(user),
+            ledger=state.ledger,
+            http=state.sync_http,
+        )
+    except httpx.HTTPError as exc:
+        raise ServiceError(502, f"cannot reach the class's coordinator ({exc})") from None
+    except CoordinatorError as exc:
+        raise ServiceError(502, f"the class's coordinator refused: {exc.detail}") from None
+
+
+def _class(state: ServiceState) -> dict[str, Any]:
+    overrides: dict[str, int] = state.settings.budget_overrides
+    users = sorted(set(state.keys.users()) | set(state.ledger.users()) | set(overrides))
+    students = [_view(state, user) for user in users]
+    return {
+        "coordinator": state.roster.coordinator_url,
+        "default_budget_wei": state.settings.budget_wei,
+        "per_task_wei": state.settings.per_task_wei,
+        "students": students,
+        "spent_wei": sum(s["spent_wei"] for s in students),
+        "held_wei": sum(s["held_wei"] for s in students),
+    }
+
+
+def class_router(prefix: str) -> APIRouter:
+    """``<prefix>``, ``<prefix>api/me``, ``<prefix>api/class`` and ``<prefix>oauth_callback``."""
+    base = prefix.rstrip("/")
+    router = APIRouter()
+
+    @router.get(base + "/")
+    async def index(request: Request) -> Response:
+        found = await _caller_or_login(request)
+        if isinstance(found, Response):
+            return found
+        state = service_state(request)
+        return JSONResponse(
+            {
+                "user": found.name,
+                "instructor": state.identity.is_instructor(found),
+                "me": f"{base}/api/me",
+                "class": f"{base}/api/class",
+                "network": f"{base}",
+            }
+        )
+
+    @router.get(base)
+    async def bare(request: Request) -> Response:
+        return RedirectResponse(base + "/", status_code=302)
+
+    @router.get(base + "/api/me")
+    async def me(request: Request) -> Response:
+        found = await _caller_or_login(request)
+        if isinstance(found, Response):
+            return found
+        state = service_state(request)
+        return JSONResponse(await anyio.to_thread.run_sync(_view, state, found.name))
+
+    @router.get(base + "/api/class")
+    async def class_view(request: Request) -> Response:
+        found = await _caller_or_login(request)
+        if isinstance(found, Response):
+            return found
+        state = service_state(request)
+        if not state.identity.is_instructor(found):
+            raise ServiceError(
+                403,
+                f"{found.name} is not an instructor of this class: the class view is for "
+                "JupyterHub admins and c.GensynClass.instructors",
+            )
+        return JSONResponse(await anyio.to_thread.run_sync(_class, state))
+
+    @router.get(base + "/oauth_callback")
+    async def oauth_callback(request: Request) -> Response:
+        return await service_state(request).identity.oauth_callback(request)
+
+    return router
