@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import Any, get_args
 
 import httpx
@@ -39,7 +39,7 @@ class _SessionAuth(httpx.Auth):
     def __init__(self, network: str) -> None:
         self._network = network
 
-    def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         if "Authorization" not in request.headers:
             token = read_session_token(self._network)
             if token:

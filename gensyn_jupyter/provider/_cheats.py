@@ -2,10 +2,11 @@
 
 A job with ``"cheat": MODE`` makes the worker run the cell under
 :func:`cheating`. Every cheat works through global optimizer step hooks that
-change parameter values and never the number of steps, so the checkpoints
-sit where an honest run has them and the commitment, hashed honestly from
-the cheated state, looks well-formed. Nothing about the cheat reaches the
-user. Modes:
+change parameter values (an undone update puts back the parameters and the
+optimizer's state as they were before the step) and never the number of
+steps, so the checkpoints sit where an honest run has them and the
+commitment, hashed honestly from the cheated state, looks well-formed.
+Nothing about the cheat reaches the user. Modes:
 
 ``perturb``
     once, at one step (``ceil(0.4 * steps)`` when the job says how many steps

@@ -39,6 +39,7 @@ from ._merkle import (
     verify_proof,
 )
 from ._record import CELL_FILENAME, Recording
+from ._referee import Cheater, Ruling, rule_dispute, rule_segment
 from ._replay import (
     CheckpointMismatch,
     ReplayError,
@@ -46,7 +47,6 @@ from ._replay import (
     checkpoint_digest,
     replay_segment,
 )
-from ._referee import Ruling, rule_dispute, rule_segment
 from ._returned import ReturnCheck, check_returned
 from ._session import RunSession
 from ._spot import detection_probability, sample_segments, spot_seed

@@ -26,7 +26,7 @@ from typing import Literal
 from ..protocol import Bundle, Commitment
 from ._checkpoints import CheckpointStore
 from ._merkle import MerkleTree, first_divergent_leaf
-from ._replay import CheckpointMismatch, ReplayResult, replay_segment
+from ._replay import CheckpointMismatch, Prepare, ReplayResult, replay_segment
 
 __all__ = ["Cheater", "Ruling", "rule_dispute", "rule_segment"]
 
@@ -108,10 +108,11 @@ def _replay(
     bundle: Bundle,
     read_blob: Callable[[str], bytes],
     commitment: Commitment,
-    stores: list[CheckpointStore],
+    stores: list[tuple[str, CheckpointStore]],
     leaf: int,
     accept: set[str],
     device: str,
+    prepare: Prepare | None,
 ) -> _Replayed:
     """Replay ``leaf - 1 -> leaf`` from the first store whose checkpoint is genuine.
 
@@ -123,12 +124,19 @@ def _replay(
     out = _Replayed()
     if leaf == 0:  # the start state itself
         first = replay_segment(
-            bundle, read_blob, commitment=commitment, store=None, start=0, end=1, device=device
+            bundle,
+            read_blob,
+            commitment=commitment,
+            store=None,
+            start=0,
+            end=1,
+            device=device,
+            prepare=prepare,
         )
         out.leaf, out.steps = "0x" + first.digests[0].leaf.hex(), first.steps_run
         return out
     begin = _begin(commitment, leaf - 1)
-    for store in stores if begin > 0 else []:
+    for owner, store in stores if begin > 0 else []:
         out.fetched += _checkpoint_size(store, commitment, begin)
         try:
             result = replay_segment(
@@ -139,12 +147,13 @@ def _replay(
                 start=leaf - 1,
                 end=leaf,
                 device=device,
+                prepare=prepare,
                 fallback=False,
             )
         except (CheckpointMismatch, FileNotFoundError) as exc:
             if len(stores) == 1:
                 raise
-            out.notes.append(f"checkpoint {begin} from {store.directory}: {exc}")
+            out.notes.append(f"{owner}'s checkpoint {begin}: {exc}")
             continue
         except Exception as exc:  # the fast-forward failed, or the cell raised off its path
             out.notes.append(f"fast-forward to leaf {begin} failed ({exc})")
@@ -156,7 +165,14 @@ def _replay(
         out.notes.append(f"the replay from leaf {begin} gave {_short(out.leaf)}")
         break
     result = replay_segment(
-        bundle, read_blob, commitment=commitment, store=None, start=0, end=leaf, device=device
+        bundle,
+        read_blob,
+        commitment=commitment,
+        store=None,
+        start=0,
+        end=leaf,
+        device=device,
+        prepare=prepare,
     )
     out.notes.append("replayed from the start")
     out.steps += result.steps_run
@@ -186,6 +202,8 @@ def rule_dispute(
     store_a: CheckpointStore,
     store_b: CheckpointStore,
     device: str = "cpu",
+    *,
+    prepare: Prepare | None = None,
 ) -> Ruling:
     """Settle a replication dispute: which of two providers committed a state the cell never had.
 
@@ -200,6 +218,9 @@ def rule_dispute(
         ``store_b`` when ``a``'s does not hash to the agreed leaf.
     device : str
         Where the referee replays.
+    prepare : callable, optional
+        Moves the loaded inputs to ``device`` (the provider's placement),
+        as for :func:`replay_segment`.
 
     Raises
     ------
@@ -230,7 +251,9 @@ def rule_dispute(
     for name, c in (("a", a), ("b", b)):
         key = (c.seed, tuple((x.step, x.kind, x.resumable) for x in c.leaves[: d + 1]))
         if key not in done:
-            replayed = _replay(bundle, read_blob, c, [store_a, store_b], d, accept, device)
+            replayed = _replay(
+                bundle, read_blob, c, [("a", store_a), ("b", store_b)], d, accept, device, prepare
+            )
             done[key] = replayed.leaf
             steps, fetched = steps + replayed.steps, fetched + replayed.fetched
             notes.extend(replayed.notes)
@@ -276,6 +299,8 @@ def rule_segment(
     store: CheckpointStore,
     segment: int,
     device: str = "cpu",
+    *,
+    prepare: Prepare | None = None,
 ) -> Ruling:
     """Judge one spot-checked segment ``segment -> segment + 1`` of a provider's run.
 
@@ -291,6 +316,8 @@ def rule_segment(
         The segment (see :func:`~gensyn_jupyter.verify.sample_segments`).
     device : str
         Where the verifier replays.
+    prepare : callable, optional
+        Moves the loaded inputs to ``device``, as for :func:`replay_segment`.
 
     Returns
     -------
@@ -325,7 +352,16 @@ def rule_segment(
         )
     begin = _begin(commitment, segment)
     try:
-        replayed = _replay(bundle, read_blob, commitment, [store], end, {leaves[end].leaf}, device)
+        replayed = _replay(
+            bundle,
+            read_blob,
+            commitment,
+            [("provider", store)],
+            end,
+            {leaves[end].leaf},
+            device,
+            prepare,
+        )
     except CheckpointMismatch as exc:
         fetched = _Replayed(fetched=_checkpoint_size(store, commitment, begin))
         return ruling("provider", f"{where}: {exc}", fetched)

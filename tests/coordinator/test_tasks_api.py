@@ -88,9 +88,11 @@ async def test_malformed_spec_is_422_naming_the_field(
 
 async def test_unsupported_verify_mode_is_refused_up_front(coord: Coord) -> None:
     bundle = await coord.upload(bundle_bytes())
-    r = await coord.http.post("/v1/tasks", json={"bundle": bundle, "verify": "spot"})
+    r = await coord.http.post("/v1/tasks", json={"bundle": bundle, "verify": "replicate"})
     assert r.status_code == 400 and r.json()["field"] == "verify"
-    assert "'spot' is not available" in r.json()["detail"]
+    assert "'replicate' is not available" in r.json()["detail"]
+    r = await coord.http.post("/v1/tasks", json={"bundle": bundle, "verify": "spot"})
+    assert r.status_code == 201 and r.json()["verification"]["mode"] == "spot"
 
 
 async def test_bodies_that_are_not_json_are_refused_clearly(coord: Coord) -> None:

@@ -51,7 +51,8 @@ def test_foreground_devnet_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         children = psutil.Process(proc.pid).children(recursive=True)
         assert len(children) >= 2  # coordinator + provider (+ its warm worker)
         providers = httpx.get(f"{state.url}/v1/providers").json()
-        assert [p["info"]["name"] for p in providers] == ["devnet-1"]
+        roles = {p["info"]["name"]: p["info"]["role"] for p in providers}
+        assert roles == {"devnet-1": "provider", "devnet-referee": "referee"}
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
     finally:

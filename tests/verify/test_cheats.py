@@ -107,13 +107,13 @@ def _loss_of(state: dict[str, torch.Tensor], ns: dict[str, Any]) -> float:
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Ran, list[dict[str, Any]]]]:
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Each provider's run of one bundle (and its messages); the honest one twice; ``ns``."""
     ns = namespace()
-    out = {"honest": run_as(tmp_path_factory.mktemp("honest"), None, ns)}
+    out: dict[str, Any] = {"ns": ns, "honest": run_as(tmp_path_factory.mktemp("honest"), None, ns)}
     for mode in CHEAT_MODES:
         out[mode] = run_as(tmp_path_factory.mktemp(mode), mode, ns)
     out["honest-again"] = run_as(tmp_path_factory.mktemp("again"), None, ns)
-    out["ns"] = ns  # type: ignore[assignment]
     return out
 
 

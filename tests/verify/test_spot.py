@@ -61,9 +61,16 @@ def test_every_segment_is_equally_likely() -> None:
 
 
 def test_sample_segments_rejects_bad_arguments() -> None:
-    for args in [(b"x", 0, 0.1), (b"x", 5, 0.0), (b"x", 5, 1.5), (-1, 5, 0.1), (1 << 256, 5, 0.1)]:
+    bad: list[tuple[bytes | int, int, float]] = [
+        (b"x", 0, 0.1),
+        (b"x", 5, 0.0),
+        (b"x", 5, 1.5),
+        (-1, 5, 0.1),
+        (1 << 256, 5, 0.1),
+    ]
+    for seed, segments, fraction in bad:
         with pytest.raises(ValueError):
-            sample_segments(*args)
+            sample_segments(seed, segments, fraction)
     with pytest.raises(TypeError):
         sample_segments("seed", 5)  # type: ignore[arg-type]
 
@@ -163,8 +170,9 @@ def test_spot_checks_catch_a_cheat_as_often_as_predicted(
     cheaters: dict[str, _Judged], mode: str
 ) -> None:
     judged = cheaters[mode]
-    root = judged.ran.commitment.root
-    samples = [sample_segments(spot_seed(_block(i), root), 17, 0.1) for i in range(SAMPLINGS)]
+    # The coordinator would use spot_seed(block hash, root); the root changes with each
+    # capture (torch pickles storage addresses), so fixed seeds keep the count reproducible.
+    samples = [sample_segments(_block(i), 17, 0.1) for i in range(SAMPLINGS)]
     assert {len(s) for s in samples} == {2}
     caught = sum(judged.caught(s) for s in samples)
     p = detection_probability(17, len(BAD[mode]), 2)
@@ -176,8 +184,11 @@ def test_spot_checks_catch_a_cheat_as_often_as_predicted(
             f"predicted p = {p:.3f} ({SAMPLINGS * p:.1f} of {SAMPLINGS}, 99.9% in "
             f"[{low}, {high}]); caught {caught}"
         )
-    # A segment that passes cost its own 5 steps, from its checkpoint: not the run.
-    assert all(r.steps_replayed == 5 for r in judged.rulings.values() if r.cheater is None)
+    # A segment that passes cost its own steps (from its checkpoint), not the run's.
+    leaves = judged.ran.commitment.leaves
+    for segment, ruling in judged.rulings.items():
+        if ruling.cheater is None:
+            assert ruling.steps_replayed == leaves[segment + 1].step - leaves[segment].step
 
 
 # -- honest providers ---------------------------------------------------------------------

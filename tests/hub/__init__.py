@@ -1,0 +1,1 @@
+"""The class service of a JupyterHub (gensyn_jupyter.hub)."""
