@@ -1,7 +1,7 @@
-"""Verification costs, library-level: what a verifier, a referee and determinism cost.
+"""Verification costs: what a verifier, a referee and determinism cost, and a devnet's spot check.
 
-Everything runs in this process with the real :mod:`gensyn_jupyter.verify`
-package (no devnet, no chain). The task is the digits MLP of
+The first three tables run in this process with the real
+:mod:`gensyn_jupyter.verify` package (no devnet, no chain). The task is the digits MLP of
 ``benchmarks.training`` (scikit-learn's packaged digits, 64-256-256-10,
 Adam, batches of 64 from a shuffling DataLoader), captured with the
 kernel's own ``build_bundle`` (model and optimizer included), loaded as the
@@ -26,8 +26,9 @@ interval, checkpoints saved). Four tables:
    ``committed``). On a paid network the commit transaction and the challenge
    window come on top; not measured here.
 
-Times are CPU seconds of this process (the VM is shared), torch with one
-thread unless ``--threads`` says otherwise.
+Times of the first three are CPU seconds of this process (the VM is
+shared), torch with one thread unless ``--threads`` says otherwise; the
+devnet's are wall-clock, from the coordinator's events.
 
 Run: ``python -m benchmarks.verification [--quick] [--threads N]``.
 """

@@ -130,6 +130,16 @@ def _parser() -> argparse.ArgumentParser:
         help="'devnet' (1 ETH a task, 10 a day), 'off' (default: nothing signed unasked), "
         "or 'TASK_ETH/DAY_ETH' such as 0.05/1",
     )
+    verify = sub.add_parser(
+        "verify",
+        help="check a task's receipt independently: root, verdict signatures, output hash, "
+        "and the commit and outcome on chain",
+    )
+    verify.add_argument("receipt", type=Path, help="receipt JSON (handle.save_receipt(path))")
+    verify.add_argument("--rpc", default=None, help="JSON-RPC URL (default: the receipt's)")
+    verify.add_argument(
+        "--tensors", type=Path, default=None, help="the returned weights (safetensors) to hash"
+    )
     bench = sub.add_parser(
         "bench",
         help="run the benchmarks of a source checkout (python -m benchmarks): "
@@ -313,6 +323,33 @@ def _devnet(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verify_receipt(args: argparse.Namespace) -> int:
+    """``gensyn verify receipt.json``: print every check; exit 1 when one fails."""
+    from pydantic import ValidationError
+
+    from .chain import check_receipt_onchain
+    from .protocol import Receipt
+    from .verify import check_receipt
+
+    try:
+        receipt = Receipt.model_validate_json(args.receipt.read_text())
+    except (OSError, ValidationError) as exc:
+        print(f"gensyn verify: {args.receipt} is not a readable receipt: {exc}", file=sys.stderr)
+        return 2
+    tensors = args.tensors.read_bytes() if args.tensors is not None else None
+    checks = [(c.name, c.ok, c.detail) for c in check_receipt(receipt, tensors=tensors)]
+    if receipt.task_key is not None:
+        try:
+            checks += check_receipt_onchain(receipt, args.rpc)
+        except Exception as exc:  # an unreachable node is a failed check, said plainly
+            checks.append(("on chain", False, f"could not read the chain: {exc}"))
+    for name, ok, detail in checks:
+        print(f"{'ok  ' if ok else 'FAIL'} {name}: {detail}")
+    failed = sum(1 for _name, ok, _detail in checks if not ok)
+    print(f"{receipt.task_id}: {len(checks) - failed} of {len(checks)} checks hold")
+    return 1 if failed else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``gensyn`` command."""
     argv = sys.argv[1:] if argv is None else argv
@@ -327,6 +364,8 @@ def main(argv: list[str] | None = None) -> int:
         return _approve(args)
     if args.command == "wallet":
         return _wallet(args)
+    if args.command == "verify":
+        return _verify_receipt(args)
     if args.command == "coordinator":
         from .coordinator import ChainConfig, serve
 

@@ -31,6 +31,7 @@ from ._keystore import (
     default_keystore_dir,
 )
 from ._market import Market, MarketConfig, MarketError, MarketEvent, OnchainTask, TaskStatus
+from ._receipt import check_receipt_onchain
 from ._session import chain_info, sign_in
 from ._signer import Signer, approve_task
 from ._signer_env import SignerConfigError, account_from_env
@@ -67,6 +68,7 @@ __all__ = [
     "approve_task",
     "chain_info",
     "check_order",
+    "check_receipt_onchain",
     "default_keystore_dir",
     "dev_accounts",
     "format_eth",

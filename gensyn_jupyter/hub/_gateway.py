@@ -12,7 +12,9 @@ cancelled before any money moves and answered 402 with the reason.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -24,6 +26,7 @@ from starlette.background import BackgroundTask
 from ._approval import approve_within_budget
 from ._auth import Caller
 from ._errors import ServiceError
+from ._events import class_message, reword_event, reword_sse
 from ._state import ServiceState, require_caller, service_state, signed_in_student
 
 __all__ = ["gateway_router"]
@@ -45,7 +48,7 @@ CallerDep = Annotated[Caller, Depends(require_caller)]
 StateDep = Annotated[ServiceState, Depends(service_state)]
 
 
-async def _forward(
+async def _open(
     state: ServiceState,
     request: Request,
     method: str,
@@ -55,8 +58,8 @@ async def _forward(
     params: dict[str, str] | None = None,
     stream_body: bool = False,
     long_read: bool = False,
-) -> Response:
-    """Relay one call to the coordinator, streaming both ways; 502/504 when it is away."""
+) -> httpx.Response:
+    """Send one call to the coordinator, its answer still streaming; 502/504 when it is away."""
     headers = {k: v for k, v in request.headers.items() if k.lower() in _REQUEST_HEADERS}
     if token:
         headers["authorization"] = f"Bearer {token}"
@@ -70,18 +73,41 @@ async def _forward(
         timeout=httpx.Timeout(timeout, read=None) if long_read else httpx.Timeout(timeout),
     )
     try:
-        upstream = await state.http.send(outgoing, stream=True)
+        return await state.http.send(outgoing, stream=True)
     except httpx.TimeoutException:
         raise ServiceError(504, "the class's coordinator did not answer in time") from None
     except httpx.TransportError as exc:
         raise ServiceError(502, f"cannot reach the class's coordinator ({exc})") from None
+
+
+def _relay(upstream: httpx.Response, body: AsyncIterator[bytes] | None = None) -> Response:
+    """The coordinator's answer, passed on as it streams in (``body`` replaces its bytes)."""
     kept = {k: v for k, v in upstream.headers.items() if k.lower() in _RESPONSE_HEADERS}
+    if body is not None:
+        kept.pop("content-length", None)
     return StreamingResponse(
-        upstream.aiter_raw(),
+        body if body is not None else upstream.aiter_raw(),
         status_code=upstream.status_code,
         headers=kept,
         background=BackgroundTask(upstream.aclose),
     )
+
+
+async def _forward(
+    state: ServiceState,
+    request: Request,
+    method: str,
+    path: str,
+    *,
+    token: str | None = None,
+    params: dict[str, str] | None = None,
+    stream_body: bool = False,
+) -> Response:
+    """Relay one call to the coordinator, streaming both ways."""
+    upstream = await _open(
+        state, request, method, path, token=token, params=params, stream_body=stream_body
+    )
+    return _relay(upstream)
 
 
 async def _owned_task(state: ServiceState, caller: Caller, task_id: str) -> dict[str, Any]:
@@ -199,8 +225,18 @@ def gateway_router(prefix: str) -> APIRouter:
     async def events(
         task_id: str, request: Request, state: StateDep, caller: CallerDep
     ) -> Response:
-        await _owned_task(state, caller, task_id)
-        return await _forward(state, request, "GET", f"/v1/tasks/{task_id}/events", long_read=True)
+        message = class_message(await _owned_task(state, caller, task_id))
+        upstream = await _open(state, request, "GET", f"/v1/tasks/{task_id}/events", long_read=True)
+        kind = upstream.headers.get("content-type", "")
+        if upstream.status_code == 200 and kind.startswith("text/event-stream"):
+            return _relay(upstream, reword_sse(upstream.aiter_lines(), message))
+        if upstream.status_code == 200 and kind.startswith("application/json"):
+            try:
+                events = json.loads(await upstream.aread())
+            finally:
+                await upstream.aclose()
+            return JSONResponse([reword_event(e, message) for e in events])
+        return _relay(upstream)
 
     @router.post("/tasks/{task_id}/cancel")
     async def cancel(

@@ -51,7 +51,14 @@ class GensynClassApp(Application):
         data_dir = settings.resolved_data_dir(self.config_file or None)
         app = create_app(settings, data_dir=data_dir, prefix=prefix)
         logging.basicConfig(level=logging.INFO, format="[gensyn-class %(levelname)s] %(message)s")
-        self.log.info("class service for %s at %s%s", settings.coordinator_url, service_url, prefix)
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        logging.getLogger("gensyn_jupyter.hub").info(
+            "class service of %s at %s%s; keys and ledger in %s",
+            settings.coordinator_url,
+            service_url,
+            prefix,
+            data_dir,
+        )
         uvicorn.run(
             app,
             host=parsed.hostname or "127.0.0.1",

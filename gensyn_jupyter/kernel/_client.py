@@ -11,6 +11,7 @@ import httpx
 from ..config import read_session_token
 from ..protocol import (
     BlobClient,
+    ChainInfo,
     CoordinatorError,
     Event,
     EventKind,
@@ -75,6 +76,14 @@ class CoordinatorClient:
         raise_for_error(response)
         body: dict[str, Any] = response.json()
         return body
+
+    def chain_info(self) -> ChainInfo | None:
+        """The network's chain (RPC URL, market, chain id); None on a free network."""
+        response = self._http.get("/v1/chain", timeout=5.0)
+        if response.status_code == 404:
+            return None
+        raise_for_error(response)
+        return ChainInfo.model_validate(response.json())
 
     def _session_headers(self) -> dict[str, str]:
         """The account's session token (written by the signer or the panel), if any.

@@ -17,7 +17,16 @@ from array import array
 from collections.abc import Callable, Generator, MutableMapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..protocol import CoordinatorError, Event, Payment, Task, TaskState, TxRef, Verification
+from ..protocol import (
+    CoordinatorError,
+    Event,
+    Payment,
+    Receipt,
+    Task,
+    TaskState,
+    TxRef,
+    Verification,
+)
 from ._client import CoordinatorClient
 
 if TYPE_CHECKING:
@@ -327,6 +336,20 @@ class TaskHandle:
         self.device = task.result.device
         self.gpu_peak_bytes = task.result.gpu_peak_bytes
         return self.outputs
+
+    def receipt(self) -> Receipt | None:
+        """The task's receipt (hashes, root, verdicts, transactions); None before a result."""
+        from ._receipt import build_receipt
+
+        return build_receipt(self._final_task(), self._client)
+
+    def save_receipt(self, path: str) -> None:
+        """Write the receipt as JSON, for ``gensyn verify PATH``."""
+        receipt = self.receipt()
+        if receipt is None:
+            raise GensynError(f"task {self.task_id} has no result yet, so no receipt")
+        with open(path, "w", encoding="utf-8") as out:
+            out.write(receipt.model_dump_json(indent=2))
 
     @property
     def verification(self) -> Verification | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..capture import build_bundle
-from ..protocol import CoordinatorError, TaskSpec, sha256_hex
+from ..protocol import CoordinatorError, TaskSpec, TaskState, sha256_hex
 from ._client import CoordinatorClient
 from ._errors import GensynError
 from ._handle import TaskHandle, View
@@ -152,6 +152,10 @@ def _run_to_end(
         raise _interrupted(handle) from None
     try:
         handle.result()
+    except GensynError:
+        if handle.status == TaskState.SLASHED:
+            _receipt(handle, say)  # the evidence of the fraud
+        raise
     finally:
         display.finish(handle)
     for note in handle.apply(namespace):
@@ -168,7 +172,20 @@ def _run_to_end(
     say(summary)
     if handle.commitment_check is not None:
         say(handle.commitment_check.describe())
+    _receipt(handle, say)
     return handle
+
+
+def _receipt(handle: TaskHandle, say: Callable[[str], None]) -> None:
+    """Show a verified task's receipt (and keep it in the output's metadata)."""
+    from ._receipt import describe, show_receipt
+
+    task = handle._final_task()
+    if task.verification is None:  # verify none: handle.receipt() still has one
+        return
+    receipt = handle.receipt()
+    if receipt is not None and not show_receipt(receipt):
+        say(describe(receipt))
 
 
 def train_cell(

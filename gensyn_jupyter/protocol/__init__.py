@@ -31,6 +31,7 @@ from ._payment import (
     TxRef,
     format_eth,
 )
+from ._receipt import RECEIPT_VERSION, Receipt, output_hash
 from ._states import TERMINAL_STATES, TaskState, VerifyMode
 from ._task import (
     ErrorBody,
@@ -67,6 +68,7 @@ __all__ = [
     "COMMITMENT_VERSION",
     "ORDER_DOMAIN_NAME",
     "ORDER_DOMAIN_VERSION",
+    "RECEIPT_VERSION",
     "SHA256_RE",
     "TERMINAL_STATES",
     "Address",
@@ -101,6 +103,7 @@ __all__ = [
     "Provider",
     "ProviderInfo",
     "ProviderRegistration",
+    "Receipt",
     "RemoteError",
     "RemoteFrame",
     "ResultManifest",
@@ -120,6 +123,7 @@ __all__ = [
     "VerifyMode",
     "format_eth",
     "is_sha256",
+    "output_hash",
     "raise_for_error",
     "sha256_hex",
     "spec_hash_bytes32",

@@ -7,7 +7,6 @@ stakes, commits each paid result on chain and withdraws what it earned.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import HTTPProvider, Web3
 
 from ..chain import Market, MarketError
-from ..protocol import ChainInfo, Lease, ResultManifest
+from ..protocol import ChainInfo, Lease, ResultManifest, output_hash
 
 __all__ = ["Payout", "amount_due", "checkpoint_root", "output_hash"]
 
@@ -37,12 +36,6 @@ def checkpoint_root(manifest: ResultManifest) -> bytes:
     if manifest.commitment is not None:
         return bytes.fromhex(manifest.commitment.root[2:])
     return output_hash(manifest)
-
-
-def output_hash(manifest: ResultManifest) -> bytes:
-    """sha256 of the result manifest as posted (names the output blobs by their hashes)."""
-    body = manifest.model_dump_json(exclude={"commit_tx"})
-    return hashlib.sha256(body.encode()).digest()
 
 
 class Payout:

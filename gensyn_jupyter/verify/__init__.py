@@ -39,6 +39,7 @@ from ._merkle import (
     verify_proof,
 )
 from ._record import CELL_FILENAME, Recording
+from ._receipt import ReceiptCheck, check_receipt
 from ._referee import Cheater, Ruling, rule_dispute, rule_segment
 from ._replay import (
     CheckpointMismatch,
@@ -69,6 +70,7 @@ __all__ = [
     "LoopTracker",
     "MerkleTree",
     "NondeterminismWatch",
+    "ReceiptCheck",
     "Recording",
     "ReplayError",
     "ReplayResult",
@@ -77,6 +79,7 @@ __all__ = [
     "RunSession",
     "StateDigest",
     "canonical_bytes",
+    "check_receipt",
     "check_returned",
     "checkpoint_digest",
     "detection_probability",

@@ -10,6 +10,7 @@ verifies it.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -195,6 +196,33 @@ def test_an_honest_spot_checked_run_is_verified_then_settled(
     assert set(verification["verifiers"].values()) == {"cheater"}
     for verdict in verification["verdicts"].values():
         assert verdict["signer"].lower() == CHEATER.address.lower()
+    # the receipt: shown by the cell, kept in the output's metadata, checkable by anyone
+    assert "receipt for " + task["id"] + ": settled" in run.text, run.text
+    path = devnet.home / "honest-receipt.json"
+    saved = spot_kernel.run(f"honest_run.save_receipt({str(path)!r})")
+    assert saved.status == "ok", saved.text
+    checked = _gensyn_verify(path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    for line in ("ok   merkle root", "ok   provider's commit", "ok   outcome", "ok   spot verdict"):
+        assert line in checked.stdout, checked.stdout
+    forged = json.loads(path.read_text())
+    first = next(iter(forged["verification"]["verdicts"].values()))
+    first["matches"] = not first["matches"]  # a verdict the verifier never signed
+    forged["commitment"]["leaves"][1]["leaf"] = "0x" + "ab" * 32
+    path.write_text(json.dumps(forged))
+    refused = _gensyn_verify(path)
+    assert refused.returncode == 1
+    assert "FAIL merkle root" in refused.stdout and "FAIL spot verdict" in refused.stdout
+
+
+def _gensyn_verify(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gensyn_jupyter", "verify", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_a_cheater_is_caught_by_a_spot_check_and_slashed_on_chain(
@@ -237,3 +265,10 @@ def test_a_cheater_is_caught_by_a_spot_check_and_slashed_on_chain(
     stake_after = int(market.call("stakeOf", CHEATER.address)[0])
     assert stake_before - stake_after == slashed
     assert final["payment"]["outcome"] == "slashed"
+    path = devnet.home / "cheated-receipt.json"
+    saved = spot_kernel.run(f"cheated.save_receipt({str(path)!r})")
+    assert saved.status == "ok", saved.text
+    checked = _gensyn_verify(path)
+    assert "ok   outcome" in checked.stdout and "did NOT reproduce" in checked.stdout, (
+        checked.stdout
+    )

@@ -147,8 +147,15 @@ def test_each_students_cell_runs_on_that_students_own_account(classroom: Classro
     # Two accounts, neither of them the devnet's own user (dev key 0).
     assert len(set(addresses.values())) == 2
     assert dev_accounts(1)[0].address not in addresses.values()
-    # The cell said who ran it; no key or wallet was set up in the kernel.
-    assert "submitted to" in classroom.runs["alice"].text
+    # What the cell says: approved by the class service, nothing for the student to sign.
+    said = classroom.runs["alice"].text
+    assert f"submitted to {classroom.hub.url}/services/gensyn" in said, said
+    awaiting = (
+        "awaiting approval by the class service: at most 0.00012 ETH from your class account "
+        f"{addresses['alice']}, within the budget your instructor set"
+    )
+    assert awaiting in said, said
+    assert "gensyn approve" not in said and "settled: provider paid" in said, said
 
 
 def test_a_task_over_the_students_budget_is_refused_naming_it_and_nothing_is_paid(
