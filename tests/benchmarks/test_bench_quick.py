@@ -22,6 +22,9 @@ TABLES = {
     "warmstart": "### lease to first training step",
     "memory": "### memory",
     "scaling": "### coordinator throughput",
+    "verification (spot)": "### spot: a verifier replays",
+    "verification (replicate)": "### replicate: the referee's cost",
+    "verification (determinism)": "### determinism: the same plain cell",
 }
 
 
