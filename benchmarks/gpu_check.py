@@ -78,26 +78,35 @@ def main() -> int:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     exe = [sys.executable, "-m", "gensyn_jupyter"]
-    logs = [open(work / name, "wb") for name in ("coordinator.log", "provider.log")]  # noqa: SIM115
+    names = ("coordinator.log", "provider.log", "verifier.log", "referee.log")
+    logs = [open(work / name, "wb") for name in names]  # noqa: SIM115
     procs = [
         subprocess.Popen(
             [*exe, "coordinator", "--port", str(port), "--data-dir", str(work / "c")],
             stdout=logs[0],
             stderr=subprocess.STDOUT,
         ),
-        subprocess.Popen(
-            [
-                *exe,
-                "provider",
-                "--coordinator",
-                url,
-                "--name",
-                "gpu-box",
-                "--work-dir",
-                str(work / "p"),
-            ],
-            stdout=logs[1],
-            stderr=subprocess.STDOUT,
+        *(
+            subprocess.Popen(
+                [
+                    *exe,
+                    "provider",
+                    "--coordinator",
+                    url,
+                    "--name",
+                    name,
+                    "--work-dir",
+                    str(work / name),
+                    *extra,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            for name, log, extra in (
+                ("gpu-box", logs[1], []),
+                ("gpu-box-2", logs[2], []),  # the other one verifies spot checks
+                ("referee", logs[3], ["--referee"]),
+            )
         ),
     ]
     failures: list[str] = []
@@ -105,7 +114,7 @@ def main() -> int:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"{url}/v1/providers", timeout=2).json():
+                if len(httpx.get(f"{url}/v1/providers", timeout=2).json()) >= 3:
                     break
             except (httpx.HTTPError, ValueError):
                 pass
@@ -169,6 +178,24 @@ def main() -> int:
             f"remote without commitments: {bare_rate:.0f} steps/s; "
             f"with the default commitments {remote_rate:.0f} ({remote_rate / bare_rate:.2f})"
         )
+        # --verify spot: the other GPU provider replays a sampled segment on its GPU
+        spotted = _namespace(epochs)
+        checked = train_cell(
+            CELL, spotted, options=TrainOptions(verify="spot"), client=client, say=lambda m: None
+        )
+        verification = client.get_task(checked.task_id).verification
+        assert verification is not None
+        for segment, verdict in verification.verdicts.items():
+            print(
+                f"spot check: segment {segment} of {verification.segments} replayed by "
+                f"{verification.verifiers.get(segment)}: "
+                f"{'bit for bit' if verdict.matches else 'MISMATCH'} ({verdict.note}, "
+                f"{verdict.seconds:.2f} s)"
+            )
+        checks_spot = verification.outcome == "verified" and checked.status == "settled"
+        print(f"check spot verification on cuda: {'ok' if checks_spot else 'FAILED'}")
+        if not checks_spot:
+            failures.append("spot verification")
         # the same loop, here, directly on the GPU (the baseline of the same run)
         local = _namespace(epochs)
         if torch.cuda.is_available():
@@ -193,7 +220,7 @@ def main() -> int:
         for log in logs:
             log.close()
         if failures or os.environ.get("GENSYN_SHOW_LOGS"):
-            for name in ("coordinator.log", "provider.log"):
+            for name in names:
                 print(f"--- {name}\n" + (work / name).read_text(errors="replace")[-3000:])
     return 1 if failures else 0
 

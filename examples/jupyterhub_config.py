@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from gensyn_jupyter.config import read_devnet_state
+from gensyn_jupyter.config import gensyn_home, read_devnet_state
 
 c = get_config()  # noqa: F821 (traitlets puts it in a config file's namespace)
 
@@ -25,7 +25,7 @@ HERE = Path(__file__).resolve().parent
 VENV_BIN = Path(sys.executable).parent  # the environment jupyterhub runs from
 PUBLIC_URL = os.environ.get("GENSYN_HUB_URL", "http://127.0.0.1:8000")
 SERVICE_URL = os.environ.get("GENSYN_CLASS_SERVICE_URL", "http://127.0.0.1:10101")
-STATE = Path(os.environ.get("GENSYN_HUB_STATE", HERE / "hub-state")).resolve()
+STATE = Path(os.environ.get("GENSYN_HUB_STATE", gensyn_home() / "hub")).resolve()
 STATE.mkdir(parents=True, exist_ok=True, mode=0o700)
 
 # -- The class: who is in it, what the network is, what each student may spend.

@@ -48,6 +48,7 @@ class DemoNetwork:
         self._names: dict[str, str] = {}  # address (lower case) -> who
         self._joiners: list[threading.Thread] = []
         self._errors: list[str] = []
+        self._stopping = threading.Event()
         self._accounts = dev_accounts(10)
         for index, role in _ROLES.items():
             self._names[self._accounts[index].address.lower()] = role
@@ -60,7 +61,7 @@ class DemoNetwork:
 
     # -- the devnet --------------------------------------------------------
     @classmethod
-    def start(cls, *, challenge_window: int = 30) -> DemoNetwork:
+    def start(cls, *, challenge_window: int = 60) -> DemoNetwork:
         """``gensyn devnet up`` in ``$GENSYN_HOME`` (else a new temporary directory).
 
         The kernel is pointed at it (``GENSYN_HOME``, ``GENSYN_NETWORK``) so
@@ -93,6 +94,9 @@ class DemoNetwork:
 
     def stop(self) -> None:
         """Stop the providers and the devnet (safe to call twice)."""
+        self._stopping.set()  # a provider still waiting to join does not start
+        for thread in self._joiners:
+            thread.join(timeout=_WAIT)
         for name in list(self._procs):
             self.stop_provider(name)
         if (self.home / "devnet" / "devnet.json").exists():
@@ -163,10 +167,11 @@ class DemoNetwork:
         The task was taken by the provider online when it was queued; the one
         that joins now is the only other provider, so it gets the spot checks.
         """
+        before = {t["id"] for t in self._tasks()}
 
         def join() -> None:
             try:
-                self._wait_for_a_running_task()
+                self._wait_for_a_new_task_to_run(before)
                 self.start_provider(name, key, cheat=cheat)
             except Exception as exc:  # reported by check(), never lost
                 self._errors.append(f"{name} did not join: {exc}")
@@ -187,16 +192,33 @@ class DemoNetwork:
         providers = httpx.get(f"{self.url}/v1/providers", timeout=5).json()
         return [p["info"]["name"] for p in providers if p["state"] != "offline"]
 
-    def _wait_for_a_running_task(self) -> None:
+    def _tasks(self) -> list[dict[str, Any]]:
+        reply = httpx.get(f"{self.url}/v1/tasks", params={"limit": 5}, timeout=5)
+        return list(reply.json())
+
+    def _wait_for_a_new_task_to_run(self, before: set[str]) -> None:
         deadline = time.monotonic() + 2 * _WAIT
         while time.monotonic() < deadline:
-            tasks = httpx.get(f"{self.url}/v1/tasks", params={"limit": 5}, timeout=5).json()
-            if any(t["state"] == "running" for t in tasks):
+            if any(t["id"] not in before and t["provider_name"] for t in self._tasks()):
                 return
-            time.sleep(0.1)
-        raise RuntimeError("no task started running")
+            if self._stopping.wait(0.1):
+                raise RuntimeError("the demo was stopped first")
+        raise RuntimeError("no new task started running")
 
     # -- reading the chain -------------------------------------------------
+    def settled_payment(self, handle: Any) -> Any:
+        """``handle.payment`` once the coordinator has read how the chain settled it.
+
+        A slashed task ends when the referee rules; the coordinator reads the
+        ``FraudProven`` event of that ruling from the chain a moment later.
+        """
+        deadline = time.monotonic() + _WAIT
+        payment = handle.payment
+        while payment.outcome is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            payment = handle.payment
+        return payment
+
     def who(self, address: Any) -> str:
         """``honest``, ``cheater``, ``the referee``... for an address of the demo."""
         text = str(address)

@@ -41,6 +41,9 @@ def _sweep_once(state: ServiceState) -> None:
             settle_student(student, ledger=state.ledger, http=state.sync_http)
         except (httpx.HTTPError, CoordinatorError, MarketError, ValueError, OSError) as exc:
             _log.warning("settling %s: %s; retrying", user, exc)
+            if isinstance(exc, CoordinatorError) and exc.status == 401:
+                with contextlib.suppress(Exception):  # the next sweep says why, if it fails
+                    state.roster.get(user, renew=True)
 
 
 async def _sweeper(state: ServiceState) -> None:

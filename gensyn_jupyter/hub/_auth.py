@@ -60,8 +60,12 @@ class HubIdentity:
         """Hub admins and the configured instructors."""
         return caller.admin or caller.name in self.instructors
 
-    async def caller(self, request: Request) -> Caller | None:
-        """The user of the request's token or OAuth cookie; None when it carries neither.
+    async def caller(self, request: Request, *, cookie: bool = True) -> Caller | None:
+        """The user of the request's token (or OAuth cookie); None when it carries neither.
+
+        ``cookie=False`` accepts only a token in the ``Authorization`` header:
+        the routes that act (submit, cancel) are not for pages of the same
+        origin, which a browser would send the cookie from.
 
         Raises
         ------
@@ -69,7 +73,7 @@ class HubIdentity:
             401 for a token the Hub does not know, 403 for one without access
             to this service, 503 when the Hub cannot be asked.
         """
-        token = _bearer(request) or request.cookies.get(_COOKIE, "")
+        token = _bearer(request) or (request.cookies.get(_COOKIE, "") if cookie else "")
         if not token:
             return None
         try:

@@ -40,8 +40,8 @@ def service_state(request: Request) -> ServiceState:
 
 
 async def require_caller(request: Request) -> Caller:
-    """The calling Hub user; 401 when the request carries no token or cookie."""
-    caller = await service_state(request).identity.caller(request)
+    """The calling Hub user, by token only; 401 when the request carries none."""
+    caller = await service_state(request).identity.caller(request, cookie=False)
     if caller is None:
         raise ServiceError(
             401,
@@ -51,10 +51,10 @@ async def require_caller(request: Request) -> Caller:
     return caller
 
 
-async def signed_in_student(state: ServiceState, caller: Caller) -> Student:
+async def signed_in_student(state: ServiceState, caller: Caller, *, renew: bool = False) -> Student:
     """The caller's account, made, funded and signed in to the coordinator if need be."""
     try:
-        return await anyio.to_thread.run_sync(state.roster.get, caller.name)
+        return await anyio.to_thread.run_sync(lambda: state.roster.get(caller.name, renew=renew))
     except httpx.TimeoutException:
         raise ServiceError(504, "the class's coordinator did not answer in time") from None
     except (httpx.HTTPError, ValueError, RuntimeError, OSError) as exc:

@@ -93,8 +93,11 @@ class Roster:
     def __repr__(self) -> str:
         return f"Roster(coordinator_url={self.coordinator_url!r}, users={sorted(self._students)})"
 
-    def get(self, user: str) -> Student:
+    def get(self, user: str, *, renew: bool = False) -> Student:
         """The signed-in student ``user``: key made, account funded, sessions open.
+
+        ``renew`` signs in again even when the sessions look valid (the
+        coordinator answered 401: it forgot them).
 
         Raises
         ------
@@ -106,7 +109,8 @@ class Roster:
             user_lock = self._locks.setdefault(user, threading.Lock())
         with user_lock:
             student = self._students.get(user)
-            if student is not None and time.time() < student.expires_at - _RENEW_BEFORE:
+            fresh = student is not None and time.time() < student.expires_at - _RENEW_BEFORE
+            if student is not None and fresh and not renew:
                 return student
             if student is None:
                 student = self._new(user)

@@ -1,7 +1,7 @@
 """Spot checks: which segments a committed run is challenged on, and the odds of catching a cheat.
 
 After the provider commits its root, the coordinator draws a seed it could
-not have predicted (:func:`spot_seed`: the hash of the block after the
+not have predicted (:func:`spot_seed`: the hash of the block that mined the
 commit with the root) and :func:`sample_segments` picks the segments that
 verifiers replay. Segment ``i`` runs from leaf ``i`` to leaf ``i + 1``. The
 sampling is keccak256 of the seed and a counter driving a partial
@@ -84,7 +84,7 @@ def detection_probability(segments: int, bad: int, sampled: int) -> float:
 def spot_seed(block_hash: bytes, root: str) -> bytes:
     """The seed of a run's spot check: keccak256(block hash ‖ committed root).
 
-    ``block_hash`` is the hash of the first block after the commitment was
+    ``block_hash`` is the hash of the block in which the commitment was
     mined, which the provider cannot know when it commits.
 
     Parameters

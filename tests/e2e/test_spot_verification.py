@@ -1,6 +1,6 @@
 """``--verify spot`` on a devnet of its own: an honest run is verified, a cheater is slashed.
 
-Real parts: anvil with the market (a 30 s challenge window, so a verifier can
+Real parts: anvil with the market (a 60 s challenge window, so a verifier can
 replay and challenge in time), the coordinator, the devnet's referee (dev key
 8), two provider processes started here (an honest one and one started with
 ``--cheat wrong-data``), the signer, and a real kernel. Which provider runs a
@@ -113,7 +113,7 @@ def spot_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Devnet,
         "--providers",
         "0",
         "--challenge-window",
-        "30",
+        "60",  # a verifier must replay and challenge within it, also on a loaded 2-core CI
         "--lease-ttl",
         "4",
         env=env,

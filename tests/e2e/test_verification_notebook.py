@@ -64,9 +64,10 @@ def _clean_up(home: Path) -> None:
 
 def _logs(home: Path) -> str:
     parts = []
-    for path in [home / "honest.log", home / "cheater.log", *sorted(home.glob("devnet/*.log"))]:
+    for name in ("honest.log", "cheater.log", "devnet/referee.log", "devnet/devnet.log"):
+        path = home / name
         if path.exists():
-            parts.append(f"--- {path.name}\n{path.read_text(errors='replace')[-2000:]}")
+            parts.append(f"--- {name}\n{path.read_text(errors='replace')[-3000:]}")
     return "\n".join(parts)
 
 

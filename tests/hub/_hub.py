@@ -280,7 +280,6 @@ class RemoteKernel:
         return run
 
     def close(self) -> None:
+        """Hang up; the kernel goes with its server when the Hub stops it."""
         with contextlib.suppress(Exception):
             self.ws.close()
-        with contextlib.suppress(httpx.HTTPError):
-            httpx.delete(f"{self.base}/{self.id}", headers=self.headers, timeout=10)

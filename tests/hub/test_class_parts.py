@@ -148,3 +148,11 @@ def test_the_class_service_reaches_the_coordinator_only_over_http() -> None:
         if (found := _imports_of(path) & forbidden)
     ]
     assert not offenders
+
+
+def test_the_documented_config_is_the_example_file_the_hub_test_runs() -> None:
+    repo = PACKAGE.parent
+    doc = (repo / "docs" / "jupyterhub.md").read_text()
+    blocks = [part.split("```\n", 1)[0] for part in doc.split("```python\n")[1:]]
+    example = (repo / "examples" / "jupyterhub_config.py").read_text()
+    assert example in blocks, "docs/jupyterhub.md must show examples/jupyterhub_config.py as is"
