@@ -38,8 +38,8 @@ from ._merkle import (
     level_sizes,
     verify_proof,
 )
-from ._record import CELL_FILENAME, Recording
 from ._receipt import ReceiptCheck, check_receipt
+from ._record import CELL_FILENAME, Recording
 from ._referee import Cheater, Ruling, rule_dispute, rule_segment
 from ._replay import (
     CheckpointMismatch,
