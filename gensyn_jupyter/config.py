@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import tempfile
 import time
 import tomllib
 from dataclasses import dataclass
@@ -59,6 +60,25 @@ def write_session(network: str, *, token: str, address: str, expires_at: float) 
         )
     os.replace(tmp, path)
     return path
+
+
+def write_json_atomic(path: Path, data: Any, *, dir_mode: int = 0o777) -> None:
+    """Write ``data`` as JSON to ``path`` so that a reader sees the old file or the new one.
+
+    A temporary file in the same folder, flushed to disk, then renamed over
+    ``path``; on failure the temporary file is removed and the error raised.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True, mode=dir_mode)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(data, out, indent=1, sort_keys=True)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 def read_session_token(network: str) -> str | None:

@@ -32,6 +32,7 @@ FORBIDDEN = {
     "widgets": {"kernel", "coordinator", "provider", "server", "chain", "devnet"},
     "chain": {"kernel", "widgets", "coordinator", "provider", "server", "capture", "devnet"},
     "verify": {"kernel", "widgets", "coordinator", "provider", "server", "chain", "devnet"},
+    "hub": {"kernel", "widgets", "coordinator", "provider", "server", "devnet", "capture"},
 }
 
 

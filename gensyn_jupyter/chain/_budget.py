@@ -9,14 +9,13 @@ never counted twice.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from ..config import write_json_atomic
 from ..protocol import format_eth
 from ..protocol._orders import TaskOrder
 
@@ -231,16 +230,6 @@ class BudgetLedger:
 
     def _save(self, data: dict[str, Any]) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-            try:
-                with os.fdopen(fd, "w") as out:
-                    json.dump(data, out, indent=1, sort_keys=True)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, self.path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            write_json_atomic(self.path, data)
         except OSError as exc:
             raise BudgetError(f"the budget ledger {self.path} cannot be written ({exc})") from exc

@@ -143,7 +143,7 @@ def _claim(ctx: Context, poller: Poller) -> Lease | None:
         verifier = None
         if task.verification is not None:
             verification = Verification.model_validate_json(task.verification)
-            chosen = choose_verifier(session, poller.id, now)
+            chosen = choose_verifier(session, poller.id, provider.address, now)
             verifier = chosen.address if chosen is not None else None
             task.verification = verification.model_copy(
                 update={"assigned_verifier": verifier}

@@ -57,8 +57,14 @@ OPEN_TO_ANY_AFTER_SECONDS = 60.0
 """A job the assigned verifier has not taken by then goes to any other provider."""
 
 
-def choose_verifier(session: Session, runner_id: str, now: float) -> ProviderRow | None:
-    """The provider that will verify a spot task run by ``runner_id``: online, not it."""
+def choose_verifier(
+    session: Session, runner_id: str, runner_address: str | None, now: float
+) -> ProviderRow | None:
+    """The provider that will verify a spot task run by ``runner_id``: online, not it.
+
+    Never one with the runner's address (a provider restarted under the same
+    key has a second row): the contract refuses a provider as its own verifier.
+    """
     rows = session.scalars(
         select(ProviderRow).where(
             ProviderRow.id != runner_id,
@@ -66,7 +72,12 @@ def choose_verifier(session: Session, runner_id: str, now: float) -> ProviderRow
             ProviderRow.address.is_not(None),
         )
     ).all()
-    candidates = [r for r in rows if '"role":"referee"' not in r.info.replace(" ", "")]
+    own = (runner_address or "").lower()
+    candidates = [
+        r
+        for r in rows
+        if '"role":"referee"' not in r.info.replace(" ", "") and (r.address or "").lower() != own
+    ]
     if not candidates:
         return None
     return max(candidates, key=lambda r: r.last_seen)
@@ -193,7 +204,11 @@ def claim_job(ctx: Context, provider_id: str) -> Lease | None:
         )
         if not referee:
             query = query.where(TaskRow.provider_id != provider.id)
+        mine = (provider.address or "").lower()
         for job, task in session.execute(query).all():
+            spec = VerifyJob.model_validate_json(job.job)
+            if not referee and mine and (spec.provider_address or "").lower() == mine:
+                continue  # the same key runs another daemon: nobody verifies their own work
             assigned = job.verifier_address
             waited = now - job.created_at
             if (
@@ -211,7 +226,7 @@ def claim_job(ctx: Context, provider_id: str) -> Lease | None:
                 provider_id=provider.id,
                 expires_at=job.expires_at,
                 ttl_seconds=JOB_TTL_SECONDS,
-                job=VerifyJob.model_validate_json(job.job),
+                job=spec,
             )
         return None
 

@@ -10,8 +10,6 @@ it is looked at.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..chain import BudgetDecision
+from ..config import write_json_atomic
 from ..protocol import TaskOrder, format_eth
 
 __all__ = ["ClassLedger", "LedgerEntry", "Spend"]
@@ -170,17 +169,7 @@ class ClassLedger:
         return data
 
     def _save(self, data: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-        try:
-            with os.fdopen(fd, "w") as out:
-                json.dump(data, out, indent=1, sort_keys=True)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_json_atomic(self.path, data, dir_mode=0o700)
 
 
 def _spend(entries: dict[str, LedgerEntry], budget_wei: int) -> Spend:

@@ -20,7 +20,7 @@ __all__ = ["run_replay"]
 def run_replay(job: dict[str, Any]) -> None:
     """Replay ``job["job"]``'s segment and write ``out/verdict.json``."""
     from ..protocol import Bundle, Verdict, VerifyJob
-    from ..verify import CheckpointMismatch, CheckpointStore, replay_segment
+    from ..verify import CheckpointMismatch, CheckpointStore, ReplayResult, replay_segment
     from ._placement import place_on_device
 
     started = time.monotonic()
@@ -41,8 +41,9 @@ def run_replay(job: dict[str, Any]) -> None:
 
     bundle = Bundle.model_validate_json(read_blob(job["bundle"]))
     committed = spec.commitment.leaves[spec.segment + 1].leaf
-    try:
-        result = replay_segment(
+
+    def replay() -> ReplayResult:
+        return replay_segment(
             bundle,
             read_blob,
             commitment=spec.commitment,
@@ -51,6 +52,9 @@ def run_replay(job: dict[str, Any]) -> None:
             device=device,
             prepare=prepare if device != "cpu" else None,
         )
+
+    try:
+        result = replay()
     except CheckpointMismatch as exc:
         verdict = Verdict(
             matches=False, note=f"the provider's checkpoint is not what it committed: {exc}"
@@ -68,15 +72,7 @@ def run_replay(job: dict[str, Any]) -> None:
             f"replayed {(leaf or 'none')[:10]}…",
         )
         if spec.kind == "referee" and not verdict.matches:
-            again = replay_segment(
-                bundle,
-                read_blob,
-                commitment=spec.commitment,
-                store=CheckpointStore(Path(job["checkpoint_dir"])),
-                start=spec.segment,
-                device=device,
-                prepare=prepare if device != "cpu" else None,
-            )
+            again = replay()
             if again.leaf != result.leaf:
                 # The cell itself does not replay the same twice (the clock, os.urandom,
                 # a nondeterministic op): nothing proves the provider wrong.
