@@ -372,6 +372,17 @@ def _ruling(
         return
     verification.outcome = "fraud"
     task.verification = verification.model_dump_json()
+    if task.payment is not None and verdict.tx is None:
+        set_state(
+            session,
+            task,
+            TaskState.FAILED,
+            f"the referee re-executed {where} and the provider's committed state is wrong, but "
+            "the ruling could not be sent on chain (the challenge window had closed before the "
+            "verifier's challenge landed): nothing was slashed and nothing is loaded",
+            now,
+        )
+        return
     if task.payment is not None:
         message = (
             f"fraud proven: the referee re-executed {where} and the provider's committed state "
