@@ -122,8 +122,16 @@ class ChainLink:
             block=receipt["blockNumber"],
         )
 
-    def assign(self, key: bytes, provider: str, price: int, verifier: str | None = None) -> TxRef:
-        """Assign ``provider`` (and ``verifier``, paid its fee) at ``price`` (operator only)."""
+    def assign(
+        self,
+        key: bytes,
+        provider: str,
+        price: int,
+        verifier: str | None = None,
+        provider2: str | None = None,
+    ) -> TxRef:
+        """Assign ``provider`` (a replica ``provider2``; ``verifier``, paid its fee) at
+        ``price`` per provider (operator only)."""
         zero = "0x" + "00" * 20
         return self._send(
             "assign",
@@ -131,7 +139,7 @@ class ChainLink:
             "assign",
             key,
             Web3.to_checksum_address(provider),
-            zero,
+            Web3.to_checksum_address(provider2) if provider2 else zero,
             Web3.to_checksum_address(verifier) if verifier else zero,
             price,
         )

@@ -125,6 +125,7 @@ class VerifyJobRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
     provider_id: Mapped[str | None] = mapped_column(String(32), default=None)
     verifier_address: Mapped[str | None] = mapped_column(String(42), default=None)
+    for_provider: Mapped[str | None] = mapped_column(String(32), default=None)
     expires_at: Mapped[float | None] = mapped_column(Float, default=None)
     done_at: Mapped[float | None] = mapped_column(Float, default=None, index=True)
     verdict: Mapped[str | None] = mapped_column(Text, default=None)

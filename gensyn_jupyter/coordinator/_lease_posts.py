@@ -27,8 +27,8 @@ from ._errors import ApiError, validation_problem
 from ._events import append_event
 from ._payments import add_tx
 from ._providers import authenticate, touch
+from ._replication import begin_verification
 from ._tasks import end_run, set_state, task_from_row, task_row
-from ._verification import begin_spot
 
 __all__ = ["post_events", "post_result"]
 
@@ -124,7 +124,7 @@ def _commit_paid(
         now,
     )
     if task.verification is not None:
-        begin_spot(ctx, session, task, manifest, now)
+        begin_verification(ctx, session, task, manifest, now)
         return
     set_state(
         session,
@@ -187,7 +187,7 @@ def post_result(ctx: Context, lease_id: str, token: str, manifest: ResultManifes
                 _commit_paid(ctx, session, task, name, manifest, now)
             elif task.verification is not None:
                 end_run(session, task, TaskState.COMMITTED, f"result committed by {name}", now)
-                begin_spot(ctx, session, task, manifest, now)
+                begin_verification(ctx, session, task, manifest, now)
             else:
                 end_run(session, task, TaskState.COMMITTED, f"result committed by {name}", now)
                 set_state(

@@ -15,6 +15,7 @@ from ._context import Context
 from ._db import LeaseRow, ProviderRow, TaskRow
 from ._ids import new_id
 from ._providers import authenticate, describe_device, touch
+from ._replication import open_replica
 from ._tasks import end_run, set_state, task_from_row, task_row
 from ._verification import choose_verifier, claim_job
 
@@ -117,6 +118,21 @@ def _claim(ctx: Context, poller: Poller) -> Lease | None:
         task = session.scalar(query.order_by(TaskRow.seq).limit(1))
         if task is None:
             return None
+        verification = (
+            Verification.model_validate_json(task.verification) if task.verification else None
+        )
+        replica = None
+        if verification is not None and verification.mode == "replicate":
+            replica = choose_verifier(
+                session,
+                poller.id,
+                provider.address,
+                now,
+                seen_since=now - ctx.settings.offline_after_seconds,
+                need_address=task.payment is not None,
+            )
+            if replica is None:
+                return None  # a replicated task waits until a second provider is online
         won = cast(
             CursorResult[Any],
             session.execute(
@@ -141,25 +157,37 @@ def _claim(ctx: Context, poller: Poller) -> Lease | None:
         )
         session.add(lease)
         verifier = None
-        if task.verification is not None:
-            verification = Verification.model_validate_json(task.verification)
-            chosen = choose_verifier(session, poller.id, provider.address, now)
+        if replica is not None and verification is not None:
+            open_replica(session, task, verification, replica, now)
+        elif verification is not None:
+            chosen = choose_verifier(
+                session,
+                poller.id,
+                provider.address,
+                now,
+                seen_since=now - ctx.settings.offline_after_seconds,
+            )
             verifier = chosen.address if chosen is not None else None
             task.verification = verification.model_copy(
                 update={"assigned_verifier": verifier}
             ).model_dump_json()
         if task.payment is not None and ctx.chain is not None and provider.address is not None:
             payment = Payment.model_validate_json(task.payment)
-            price = payment.order.max_price_wei
+            price = payment.order.max_price_wei // (2 if replica is not None else 1)
             try:
                 tx = ctx.chain.assign(
-                    bytes.fromhex(payment.task_key[2:]), provider.address, price, verifier
+                    bytes.fromhex(payment.task_key[2:]),
+                    provider.address,
+                    price,
+                    verifier,
+                    replica.address if replica is not None else None,
                 )
             except MarketError as exc:
                 raise _AssignRefused(f"task {task.id} could not be assigned: {exc}") from None
             payment = payment.model_copy(
                 update={
                     "provider_address": provider.address,
+                    "provider2_address": replica.address if replica is not None else None,
                     "price_wei": price,
                     "transactions": [*payment.transactions, tx],
                 }

@@ -67,7 +67,11 @@ def draft_payment(
     order = TaskOrder(
         task_id=task_id,
         spec_hash=spec.bundle,
-        max_price_wei=rate * spec.gpus * spec.max_seconds,
+        # replicate: two providers run the task, each paid up to half
+        max_price_wei=rate
+        * spec.gpus
+        * spec.max_seconds
+        * (2 if spec.verify == "replicate" else 1),
         verifier_fee_wei=0,
         verify=spec.verify,
         deadline=int(now) + spec.max_seconds + chain.config.deadline_slack_s,

@@ -25,6 +25,7 @@ from ._errors import error_responses
 from ._lease_posts import post_events, post_result
 from ._leases import claim, start_polling
 from ._providers import heartbeat, list_providers, register_provider
+from ._replication import post_replica
 from ._verification import post_verdict
 
 __all__ = ["leases", "providers"]
@@ -146,4 +147,20 @@ async def lease_verdict(lease_id: str, verdict: Verdict, ctx: Ctx, token: Token)
     await in_thread(post_verdict, ctx, lease_id, token, verdict)
     ctx.events.notify()
     ctx.queue.notify()  # a mismatch opened a referee job
+    return Response(status_code=204)
+
+
+@leases.post(
+    "/{lease_id}/replica",
+    status_code=204,
+    summary="Post the second run of a replicated task",
+    responses=error_responses(400, *_AUTH, 409, 422),
+)
+async def lease_replica(
+    lease_id: str, manifest: ResultManifest, ctx: Ctx, token: Token
+) -> Response:
+    """A replica job's result (its root is committed on chain); compared with the first run."""
+    await in_thread(post_replica, ctx, lease_id, token, manifest)
+    ctx.events.notify()
+    ctx.queue.notify()  # different roots opened a referee job
     return Response(status_code=204)

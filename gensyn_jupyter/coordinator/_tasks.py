@@ -115,11 +115,11 @@ def _check_bundle(ctx: Context, spec: TaskSpec) -> int:
     except ValidationError as exc:
         problem, _ = validation_problem(exc)
         raise ApiError(400, f"bundle is not valid: {problem}", "bundle") from None
-    if spec.verify is VerifyMode.SPOT and bundle.checkpoint_every == 0:
+    if spec.verify is not VerifyMode.NONE and bundle.checkpoint_every == 0:
         raise ApiError(
             400,
-            "verify 'spot' replays committed checkpoints, but the bundle turns them off "
-            "(--checkpoint-every 0); drop that option or submit with verify 'none'",
+            f"verify '{spec.verify.value}' compares committed checkpoints, but the bundle turns "
+            "them off (--checkpoint-every 0); drop that option or submit with verify 'none'",
             "verify",
         )
     inputs: dict[str, int] = {}
@@ -150,13 +150,6 @@ def create_task(ctx: Context, spec: TaskSpec, account: str | None = None) -> Tas
             "sign in first: this network takes payment, so every task belongs to an account. "
             "Open the Gensyn panel to connect a wallet, or run `gensyn signer` with your key",
         )
-    if spec.verify is VerifyMode.REPLICATE:
-        raise ApiError(
-            400,
-            "verify mode 'replicate' is not available on this coordinator yet "
-            "(two providers per task are not scheduled); submit with verify 'spot' or 'none'",
-            "verify",
-        )
     # The approval shows the size to the payer: store what was measured, not what was claimed.
     spec = spec.model_copy(update={"bundle_bytes": _check_bundle(ctx, spec)})
     now = time.time()
@@ -175,8 +168,8 @@ def create_task(ctx: Context, spec: TaskSpec, account: str | None = None) -> Tas
             gpu_seconds=0.0,
             account=account,
             verification=(
-                Verification(mode="spot").model_dump_json()
-                if spec.verify is VerifyMode.SPOT
+                Verification(mode=spec.verify.value).model_dump_json()  # type: ignore[arg-type]
+                if spec.verify is not VerifyMode.NONE
                 else None
             ),
         )

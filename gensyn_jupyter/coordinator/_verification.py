@@ -47,6 +47,7 @@ __all__ = [
     "choose_verifier",
     "claim_job",
     "post_verdict",
+    "settle_or_wait",
 ]
 
 SPOT_FRACTION = 0.1
@@ -58,25 +59,33 @@ OPEN_TO_ANY_AFTER_SECONDS = 60.0
 
 
 def choose_verifier(
-    session: Session, runner_id: str, runner_address: str | None, now: float
+    session: Session,
+    runner_id: str,
+    runner_address: str | None,
+    now: float,
+    *,
+    seen_since: float = 0.0,
+    need_address: bool = True,
 ) -> ProviderRow | None:
     """The provider that will verify a spot task run by ``runner_id``: online, not it.
 
     Never one with the runner's address (a provider restarted under the same
     key has a second row): the contract refuses a provider as its own verifier.
     """
-    rows = session.scalars(
-        select(ProviderRow).where(
-            ProviderRow.id != runner_id,
-            ProviderRow.offline.is_(False),
-            ProviderRow.address.is_not(None),
-        )
-    ).all()
+    query = select(ProviderRow).where(
+        ProviderRow.id != runner_id,
+        ProviderRow.offline.is_(False),
+        ProviderRow.last_seen >= seen_since,  # not silent (a stopped daemon's row stays)
+    )
+    if need_address:
+        query = query.where(ProviderRow.address.is_not(None))
+    rows = session.scalars(query).all()
     own = (runner_address or "").lower()
     candidates = [
         r
         for r in rows
-        if '"role":"referee"' not in r.info.replace(" ", "") and (r.address or "").lower() != own
+        if '"role":"referee"' not in r.info.replace(" ", "")
+        and not (own and (r.address or "").lower() == own)
     ]
     if not candidates:
         return None
@@ -198,7 +207,7 @@ def claim_job(ctx: Context, provider_id: str) -> Lease | None:
             .where(
                 VerifyJobRow.done_at.is_(None),
                 or_(VerifyJobRow.provider_id.is_(None), VerifyJobRow.expires_at < now),
-                VerifyJobRow.kind == ("referee" if referee else "spot"),
+                VerifyJobRow.kind.in_(["referee"] if referee else ["spot", "replica"]),
             )
             .order_by(VerifyJobRow.created_at)
         )
@@ -207,12 +216,15 @@ def claim_job(ctx: Context, provider_id: str) -> Lease | None:
         mine = (provider.address or "").lower()
         for job, task in session.execute(query).all():
             spec = VerifyJob.model_validate_json(job.job)
+            if job.for_provider is not None and job.for_provider != provider.id:
+                continue  # a replica run belongs to the provider assigned on chain
             if not referee and mine and (spec.provider_address or "").lower() == mine:
                 continue  # the same key runs another daemon: nobody verifies their own work
             assigned = job.verifier_address
             waited = now - job.created_at
             if (
                 not referee
+                and job.for_provider is None
                 and assigned is not None
                 and assigned.lower() != (provider.address or "").lower()
                 and waited < OPEN_TO_ANY_AFTER_SECONDS
@@ -236,7 +248,7 @@ def _check_signature(task: TaskRow, job: VerifyJob, verdict: Verdict, address: s
         return
     if verdict.signature is None or address is None:
         raise ApiError(400, "a verdict on a paid task must be signed by the verifier", "signature")
-    message = verdict_message(task.id, job.commitment.root, job.kind, job.segment, verdict)
+    message = verdict_message(task.id, job.committed.root, job.kind, job.segment, verdict)
     try:
         signer = Account.recover_message(encode_defunct(text=message), signature=verdict.signature)
     except Exception:
@@ -269,6 +281,10 @@ def post_verdict(ctx: Context, job_id: str, token: str, verdict: Verdict) -> Non
         verification = _verification_of(task)
         if job.kind == "spot":
             _spot_verdict(session, task, verification, job, verdict, provider, now)
+        elif job.rival is not None:
+            from ._replication import rival_ruling
+
+            rival_ruling(session, task, verification, job, verdict, now)
         else:
             _ruling(session, task, verification, job, verdict, now)
 
@@ -338,10 +354,10 @@ def _verified(session: Session, task: TaskRow, verification: Verification, now: 
         f"{segments} of {verification.segments} by {', '.join(names)}: every leaf reproduced "
         "bit for bit"
     )
-    _settle_or_wait(session, task, message, now)
+    settle_or_wait(session, task, message, now)
 
 
-def _settle_or_wait(session: Session, task: TaskRow, message: str, now: float) -> None:
+def settle_or_wait(session: Session, task: TaskRow, message: str, now: float) -> None:
     if task.payment is not None:
         set_state(session, task, TaskState.VERIFIED, message + "; waiting for settlement", now)
         return
@@ -362,7 +378,7 @@ def _ruling(
     if verdict.matches:
         verification.outcome = "rejected_challenge"
         task.verification = verification.model_dump_json()
-        _settle_or_wait(
+        settle_or_wait(
             session,
             task,
             f"the referee re-executed {where} and got the provider's state: the challenge "

@@ -53,7 +53,13 @@ def _apply(
         payment = payment.model_copy(update={"funded": True})
     elif name == "TaskAssigned":
         payment = payment.model_copy(
-            update={"provider_address": str(args["provider"]), "price_wei": int(args["price"])}
+            update={
+                "provider_address": str(args["provider"]),
+                "provider2_address": (
+                    str(args["provider2"]) if int(str(args["provider2"]), 16) else None
+                ),
+                "price_wei": int(args["price"]),
+            }
         )
     elif name == "TaskCommitted":
         payment = payment.model_copy(

@@ -63,7 +63,8 @@ class GensynMagics(Magics):
         choices=["none", "spot", "replicate"],
         default="none",
         help="how the result is checked: none (trusted); spot (verifiers replay a sampled 10%% "
-        "of the segments, a cheater is slashed); replicate is not scheduled yet",
+        "of the segments, a cheater is slashed); replicate (a second provider runs it too, "
+        "different roots go to the referee; costs twice the compute)",
     )
     @argument(
         "--device",
@@ -104,14 +105,9 @@ class GensynMagics(Magics):
             print(self.gensyn_train.__doc__)
             return
         args = parse_argstring(self.gensyn_train, line)
-        if args.verify == "replicate":
+        if args.verify != "none" and args.checkpoint_every == 0:
             raise GensynError(
-                "--verify replicate is not available on this network yet; use --verify spot "
-                "(verifiers replay sampled segments) or --verify none"
-            )
-        if args.verify == "spot" and args.checkpoint_every == 0:
-            raise GensynError(
-                "--verify spot replays committed checkpoints: drop --checkpoint-every 0"
+                f"--verify {args.verify} compares committed checkpoints: drop --checkpoint-every 0"
             )
         if args.gpus < 1:
             raise GensynError(f"--gpus {args.gpus}: ask for at least 1")

@@ -87,6 +87,9 @@ class Payment(_Model):
     signed: bool = False
     funded: bool = False
     provider_address: Address | None = None
+    provider2_address: Address | None = Field(
+        default=None, description="replicate: the second provider's address"
+    )
     price_wei: int | None = None
     amount_due_wei: int | None = None
     challenge_ends_at: int | None = None

@@ -18,7 +18,7 @@ __all__ = [
     "verdict_message",
 ]
 
-JobKind = Literal["spot", "referee"]
+JobKind = Literal["spot", "referee", "replica"]
 
 
 class _Model(BaseModel):
@@ -39,13 +39,29 @@ class VerifyJob(_Model):
     """Replay one segment of a committed run: leaf ``segment`` -> ``segment + 1``.
 
     ``spot``: a verifier checks a sampled segment. ``referee``: the referee
-    re-executes a segment a verifier challenged and rules on chain.
+    re-executes a segment a verifier challenged, or the first segment where two
+    replicas disagree (``rival`` set), and rules on chain. ``replica``: run the
+    whole task a second time (``--verify replicate``) and commit its root.
     """
 
     id: str
     kind: JobKind
-    segment: Annotated[int, Field(ge=0)]
-    commitment: Commitment
+    segment: Annotated[int, Field(ge=0)] = 0
+    commitment: Commitment | None = Field(
+        default=None, description="the run to check; None for a replica job"
+    )
+    rival: Commitment | None = Field(
+        default=None, description="replication disputes: the other replica's commitment"
+    )
+    rival_address: str | None = None
+
+    @property
+    def committed(self) -> Commitment:
+        """The commitment a replay checks (spot and referee jobs always carry one)."""
+        if self.commitment is None:
+            raise ValueError(f"job {self.id} ({self.kind}) names no commitment to replay")
+        return self.commitment
+
     checkpoint: CheckpointBlob | None = Field(
         default=None, description="the checkpoint of leaf ``segment``; None from leaf 0"
     )
@@ -76,6 +92,10 @@ class Verification(_Model):
     """A task's verification as its owner sees it (``Task.verification``)."""
 
     mode: Literal["spot", "replicate"]
+    replica_provider: str | None = Field(
+        default=None, description="replicate: the second provider's name"
+    )
+    replica_root: str | None = Field(default=None, description="replicate: the replica's root")
     segments: Annotated[int, Field(ge=0)] = 0
     sampled: list[int] = Field(default_factory=list)
     seed: str = ""

@@ -88,5 +88,11 @@ class ProviderClient:
         )
         raise_for_error(response)
 
+    def post_replica(self, lease_id: str, manifest: ResultManifest) -> None:
+        response = self._http.post(
+            f"/v1/leases/{lease_id}/replica", json=manifest.model_dump(mode="json")
+        )
+        raise_for_error(response)
+
     def close(self) -> None:
         self._http.close()

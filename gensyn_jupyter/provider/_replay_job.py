@@ -40,13 +40,13 @@ def run_replay(job: dict[str, Any]) -> None:
         place_on_device(namespace, names, device=device)
 
     bundle = Bundle.model_validate_json(read_blob(job["bundle"]))
-    committed = spec.commitment.leaves[spec.segment + 1].leaf
+    committed = spec.committed.leaves[spec.segment + 1].leaf
 
     def replay() -> ReplayResult:
         return replay_segment(
             bundle,
             read_blob,
-            commitment=spec.commitment,
+            commitment=spec.committed,
             store=CheckpointStore(Path(job["checkpoint_dir"])),
             start=spec.segment,
             device=device,

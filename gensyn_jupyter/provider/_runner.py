@@ -164,11 +164,13 @@ class TaskRunner:
 
     def run(self, lease: Lease) -> None:
         """Run the lease's task to its end and post its result (or nothing if cancelled)."""
-        if lease.job is not None:
+        if lease.job is not None and lease.job.kind != "replica":
             from ._verifier import run_verification
 
             run_verification(self, lease, self._log)
             return
+        # a replica job runs the task itself, quietly: its events are not the user's
+        replica = lease.job is not None
         task = lease.task
         self._cancelled.clear()
         outbox = _Outbox()
@@ -218,7 +220,10 @@ class TaskRunner:
         self._log(f"running {task.id} on {device} (worker pid {worker.proc.pid})")
         started = time.monotonic()
         done = threading.Event()
-        sender = threading.Thread(target=self._send_loop, args=(lease, outbox, done, worker))
+        sender = threading.Thread(
+            target=_discard_loop if replica else self._send_loop,
+            args=(outbox, done) if replica else (lease, outbox, done, worker),
+        )
         sender.daemon = True
         sender.start()
         timed_out = False
@@ -341,6 +346,10 @@ class TaskRunner:
         if self.payout is not None and lease.task.payment is not None:
             manifest.commit_tx = self.payout.commit(lease, manifest)
         try:
+            if lease.job is not None:  # the second run of a replicated task
+                self._client.post_replica(lease.id, manifest)
+                self._log(f"replica of {lease.task.id} posted")
+                return
             self._client.post_result(lease.id, manifest)
         except CoordinatorError as exc:
             self._log(f"result for {lease.task.id} refused: {exc.detail}")
@@ -349,6 +358,14 @@ class TaskRunner:
             self._log(
                 f"{lease.task.id} {state} in {manifest.duration_s:.2f} s, {manifest.steps} steps"
             )
+
+
+def _discard_loop(outbox: _Outbox, done: threading.Event) -> None:
+    """A replica's events go nowhere (the user follows the first run), but are drained."""
+    while not done.is_set():
+        outbox.ready.wait(0.2)
+        outbox.drain()
+    outbox.drain()
 
 
 class _Tail:

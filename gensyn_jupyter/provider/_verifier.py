@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING
 from eth_account.messages import encode_defunct
 
 from ..chain import MarketError
-from ..protocol import CoordinatorError, Lease, Verdict, verdict_message
+from ..protocol import CoordinatorError, Lease, Verdict, VerifyJob, verdict_message
 
 if TYPE_CHECKING:
     from ._runner import TaskRunner
@@ -106,6 +106,17 @@ def _drain(stream: IO[bytes] | None, keep: list[bytes] | None) -> None:
             del keep[:-50]
 
 
+def _cheater(job: VerifyJob, verdict: Verdict) -> str | None:
+    """Whom the referee's replay proves wrong (None: nobody can be blamed)."""
+    if job.rival is None:  # a challenged spot check
+        return None if verdict.matches else job.provider_address
+    if verdict.matches:  # two replicas: the first one reproduced, the replica did not
+        return job.rival_address
+    index = job.segment + 1
+    rival = job.rival.leaves[index].leaf if index < len(job.rival.leaves) else None
+    return job.provider_address if verdict.leaf == rival else None
+
+
 def run_verification(runner: TaskRunner, lease: Lease, log: Callable[[str], None]) -> None:
     """Run a verification lease to its verdict and post it (challenge or resolve first)."""
     job = lease.job
@@ -130,13 +141,13 @@ def run_verification(runner: TaskRunner, lease: Lease, log: Callable[[str], None
                 verdict.tx = payout.challenge(key)
                 log(f"challenged {task.id} on chain: {where} does not reproduce")
             elif job.kind == "referee":
-                cheater = None if verdict.matches else job.provider_address
+                cheater = _cheater(job, verdict)
                 verdict.tx = payout.resolve(key, cheater)
                 log(f"ruled on {task.id}: {'fraud by ' + str(cheater) if cheater else 'no fraud'}")
         except MarketError as exc:
             log(f"{job.kind} transaction for {task.id} refused on chain: {exc}")
         verdict.signer = payout.account.address
-        message = verdict_message(task.id, job.commitment.root, job.kind, job.segment, verdict)
+        message = verdict_message(task.id, job.committed.root, job.kind, job.segment, verdict)
         signed = payout.account.sign_message(encode_defunct(text=message))
         verdict.signature = "0x" + bytes(signed.signature).hex()
     try:

@@ -86,13 +86,13 @@ async def test_malformed_spec_is_422_naming_the_field(
     assert r.json()["detail"].startswith(detail)
 
 
-async def test_unsupported_verify_mode_is_refused_up_front(coord: Coord) -> None:
+async def test_verify_modes_are_accepted_and_carry_their_verification(coord: Coord) -> None:
     bundle = await coord.upload(bundle_bytes())
-    r = await coord.http.post("/v1/tasks", json={"bundle": bundle, "verify": "replicate"})
-    assert r.status_code == 400 and r.json()["field"] == "verify"
-    assert "'replicate' is not available" in r.json()["detail"]
-    r = await coord.http.post("/v1/tasks", json={"bundle": bundle, "verify": "spot"})
-    assert r.status_code == 201 and r.json()["verification"]["mode"] == "spot"
+    for mode in ("spot", "replicate"):
+        r = await coord.http.post("/v1/tasks", json={"bundle": bundle, "verify": mode})
+        assert r.status_code == 201 and r.json()["verification"]["mode"] == mode, r.text
+    r = await coord.http.post("/v1/tasks", json={"bundle": bundle, "verify": "trust-me"})
+    assert r.status_code == 422 and r.json()["field"] == "verify"
 
 
 async def test_bodies_that_are_not_json_are_refused_clearly(coord: Coord) -> None:

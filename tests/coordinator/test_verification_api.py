@@ -142,3 +142,73 @@ async def test_a_spot_task_without_checkpoints_is_refused_up_front(coord: Coord)
     r = await coord.http.post("/v1/tasks", json={"bundle": name, "verify": "spot"})
     assert r.status_code == 400 and r.json()["field"] == "verify"
     assert "--checkpoint-every 0" in r.json()["detail"]
+
+
+async def _replicated(coord: Coord) -> tuple[dict[str, Any], Provider, Provider, dict[str, Any]]:
+    """A replicate task: the first provider runs it, the second gets the replica job."""
+    first, second = await coord.register("first"), await coord.register("second")
+    task = await coord.submit(verify="replicate")
+    r = await first.lease()
+    assert r.status_code == 200 and r.json()["task"]["id"] == task["id"], r.text
+    replica = await second.lease()
+    assert replica.status_code == 200, replica.text
+    assert replica.json()["job"]["kind"] == "replica"
+    return r.json(), first, second, replica.json()
+
+
+def _with_leaf(commitment: Commitment, index: int) -> Commitment:
+    hashes = [bytes.fromhex(leaf.leaf[2:]) for leaf in commitment.leaves]
+    hashes[index] = b"\xee" * 32
+    leaves = [
+        leaf.model_copy(update={"leaf": "0x" + h.hex()})
+        for leaf, h in zip(commitment.leaves, hashes, strict=True)
+    ]
+    return commitment.model_copy(
+        update={"leaves": leaves, "root": "0x" + MerkleTree(hashes).root.hex()}
+    )
+
+
+async def test_equal_replica_roots_verify_a_task_without_any_replay(coord: Coord) -> None:
+    lease, first, second, replica = await _replicated(coord)
+    commitment = _commitment().model_dump(mode="json")
+    r = await first.post_result(lease["id"], commitment=commitment, steps=36)
+    assert r.status_code == 200 and r.json()["state"] == "verifying", r.text
+    r = await second.http.post(
+        f"/v1/leases/{replica['id']}/replica",
+        json={"commitment": commitment, "steps": 36},
+        headers=second.auth,
+    )
+    assert r.status_code == 204, r.text
+    final = await coord.task(lease["task"]["id"])
+    assert final["state"] == "settled"
+    assert final["verification"]["replica_provider"] == "second"
+    messages = [e["data"].get("message", "") for e in await coord.events(final["id"])]
+    assert any("nothing had to be replayed" in m for m in messages), messages
+
+
+async def test_different_replica_roots_send_the_first_divergent_segment_to_the_referee(
+    coord: Coord,
+) -> None:
+    lease, first, second, replica = await _replicated(coord)
+    referee = await _referee(coord)
+    honest = _commitment()
+    cheated = _with_leaf(honest, 6)
+    await first.post_result(lease["id"], commitment=honest.model_dump(mode="json"), steps=36)
+    r = await second.http.post(
+        f"/v1/leases/{replica['id']}/replica",
+        json={"commitment": cheated.model_dump(mode="json"), "steps": 36},
+        headers=second.auth,
+    )
+    assert r.status_code == 204, r.text
+    disputed = await coord.task(lease["task"]["id"])
+    assert disputed["state"] == "disputed"
+    job = (await referee.lease()).json()
+    assert job["job"]["kind"] == "referee" and job["job"]["segment"] == 5  # leaves 5 -> 6
+    assert job["job"]["rival"]["root"] == cheated.root
+    good = honest.leaves[6].leaf
+    r = await _verdict(referee, job["id"], leaf=good, matches=True)
+    assert r.status_code == 204, r.text
+    final = await coord.task(lease["task"]["id"])
+    assert final["state"] == "settled"  # the first run was reproduced: the user gets it
+    messages = [e["data"].get("message", "") for e in await coord.events(final["id"])]
+    assert any("the replica on second cheated" in m for m in messages), messages

@@ -90,7 +90,9 @@ class _Providers:
         raise AssertionError(f"provider {name} did not register:\n{self.log(name)}")
 
     def stop(self, name: str) -> None:
-        proc = self.procs.pop(name)
+        proc = self.procs.pop(name, None)
+        if proc is None:  # not started by an earlier test of this module
+            return
         proc.terminate()
         proc.wait(timeout=30)
 
@@ -233,6 +235,7 @@ def test_a_cheater_is_caught_by_a_spot_check_and_slashed_on_chain(
     w3 = Web3(HTTPProvider(info["rpc_url"]))
     market = Market(w3=w3, address=info["market"])
     providers.stop("honest")  # the cheater alone takes the task
+    _wait_offline(devnet.url, "honest")
     if "cheater" not in providers.procs:
         providers.start("cheater", _key(CHEATER), "--cheat", "wrong-data")
     stake_before = int(market.call("stakeOf", CHEATER.address)[0])
@@ -264,6 +267,10 @@ def test_a_cheater_is_caught_by_a_spot_check_and_slashed_on_chain(
     assert int(args["toWhistleblower"]) == slashed // 4
     stake_after = int(market.call("stakeOf", CHEATER.address)[0])
     assert stake_before - stake_after == slashed
+    deadline = time.monotonic() + 30  # the chain watcher applies FraudProven on its next pass
+    while final["payment"]["outcome"] is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        final = _task(devnet.url, task["id"])
     assert final["payment"]["outcome"] == "slashed"
     path = devnet.home / "cheated-receipt.json"
     saved = spot_kernel.run(f"cheated.save_receipt({str(path)!r})")
@@ -272,3 +279,51 @@ def test_a_cheater_is_caught_by_a_spot_check_and_slashed_on_chain(
     assert "ok   outcome" in checked.stdout and "did NOT reproduce" in checked.stdout, (
         checked.stdout
     )
+
+
+def _wait_offline(url: str, name: str, timeout: float = 30) -> None:
+    """Until no row named ``name`` is online (a stopped daemon's row stays a few seconds)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = [p for p in httpx.get(f"{url}/v1/providers").json() if p["info"]["name"] == name]
+        if all(p["state"] == "offline" for p in rows):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the stopped {name} is still listed online")
+
+
+def test_replication_sends_the_first_divergent_segment_to_the_referee_who_slashes_the_cheater(
+    spot_net: tuple[Devnet, _Providers], spot_kernel: Kernel
+) -> None:
+    devnet, providers = spot_net
+    info = httpx.get(f"{devnet.url}/v1/chain").json()
+    w3 = Web3(HTTPProvider(info["rpc_url"]))
+    market = Market(w3=w3, address=info["market"])
+    if "honest" not in providers.procs:  # each test stands alone (the devnet may be new)
+        providers.start("honest", _key(HONEST))
+    providers.stop("cheater")  # slashed to 0 before: a restart stakes again
+    _wait_offline(devnet.url, "cheater")
+    providers.start("cheater", _key(CHEATER), "--cheat", "wrong-data")
+    stake_before = int(market.call("stakeOf", CHEATER.address)[0])
+    assert stake_before > 0
+    first_block = int(w3.eth.block_number)
+    run = spot_kernel.run(CELL.format(name="replicated").replace("spot", "replicate"), timeout=300)
+    tasks = httpx.get(f"{devnet.url}/v1/tasks", params={"limit": 1}).json()
+    final = tasks[0]
+    verification = final["verification"]
+    assert verification["mode"] == "replicate", final
+    events = market.events(from_block=first_block)
+    names = [e.name for e in events]
+    assert "TaskDisputed" in names, (names, providers.log("honest"), providers.log("cheater"))
+    proven = [e for e in events if e.name == "FraudProven"]
+    assert len(proven) == 1, names
+    assert str(proven[0].args["cheater"]).lower() == CHEATER.address.lower()
+    assert str(proven[0].args["whistleblower"]).lower() == HONEST.address.lower()
+    assert int(market.call("stakeOf", CHEATER.address)[0]) < stake_before
+    if final["provider_name"] == "honest":  # the cheater ran the replica: the user keeps the run
+        assert final["state"] == "settled", final
+        assert run.status == "ok", run.text
+        assert "the replica on cheater cheated" in run.text, run.text
+    else:  # the cheater ran first: nothing is loaded
+        assert final["state"] == "slashed", final
+        assert run.status == "error" and "caught cheating" in run.text, run.text
