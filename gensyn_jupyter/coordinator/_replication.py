@@ -23,7 +23,7 @@ from ._db import ProviderRow, TaskRow, VerifyJobRow
 from ._errors import ApiError
 from ._ids import new_id
 from ._tasks import set_state, task_row
-from ._verification import begin_spot, settle_or_wait
+from ._verification import add_job, begin_spot, settle_or_wait
 
 __all__ = ["begin_verification", "open_replica", "post_replica", "rival_ruling"]
 
@@ -33,17 +33,7 @@ def open_replica(
 ) -> None:
     """Give ``replica`` the second run of ``task`` (called as the first provider claims it)."""
     job = VerifyJob(id=new_id("v"), kind="replica")
-    session.add(
-        VerifyJobRow(
-            id=job.id,
-            task_id=task.id,
-            kind="replica",
-            segment=0,
-            job=job.model_dump_json(),
-            created_at=now,
-            for_provider=replica.id,
-        )
-    )
+    add_job(session, task.id, job, now, for_provider=replica.id)
     task.verification = verification.model_copy(
         update={"replica_provider": replica.name}
     ).model_dump_json()
@@ -152,16 +142,7 @@ def _compare(session: Session, task: TaskRow, now: float) -> None:
         provider_address=_payment_address(task, primary=True),
         rival_address=_payment_address(task, primary=False),
     )
-    session.add(
-        VerifyJobRow(
-            id=job.id,
-            task_id=task.id,
-            kind="referee",
-            segment=segment,
-            job=job.model_dump_json(),
-            created_at=now,
-        )
-    )
+    add_job(session, task.id, job, now)
     task.verification = verification.model_dump_json()
     set_state(
         session,

@@ -43,6 +43,7 @@ __all__ = [
     "JOB_TTL_SECONDS",
     "OPEN_TO_ANY_AFTER_SECONDS",
     "SPOT_FRACTION",
+    "add_job",
     "begin_spot",
     "choose_verifier",
     "claim_job",
@@ -156,17 +157,7 @@ def begin_spot(
             checkpoint=blobs.get(segment) if segment > 0 else None,
             provider_address=payment_address,
         )
-        session.add(
-            VerifyJobRow(
-                id=job.id,
-                task_id=task.id,
-                kind="spot",
-                segment=segment,
-                job=job.model_dump_json(),
-                created_at=now,
-                verifier_address=verification.assigned_verifier,
-            )
-        )
+        add_job(session, task.id, job, now, verifier_address=verification.assigned_verifier)
     task.verification = verification.model_dump_json()
     listed = ", ".join(str(s) for s in sampled)
     set_state(
@@ -176,6 +167,21 @@ def begin_spot(
         f"spot check: segment{'s' if len(sampled) > 1 else ''} {listed} of {segments} drawn "
         f"from seed {verification.seed[:10]}…; verifiers replay them from the checkpoints",
         now,
+    )
+
+
+def add_job(session: Session, task_id: str, job: VerifyJob, now: float, **columns: Any) -> None:
+    """Store a verification job for the lease polls (``columns``: who may take it)."""
+    session.add(
+        VerifyJobRow(
+            id=job.id,
+            task_id=task_id,
+            kind=job.kind,
+            segment=job.segment,
+            job=job.model_dump_json(),
+            created_at=now,
+            **columns,
+        )
     )
 
 
@@ -318,16 +324,7 @@ def _spot_verdict(
         referee_job = job.model_copy(
             update={"id": new_id("v"), "kind": "referee", "challenger": provider.address}
         )
-        session.add(
-            VerifyJobRow(
-                id=referee_job.id,
-                task_id=task.id,
-                kind="referee",
-                segment=job.segment,
-                job=referee_job.model_dump_json(),
-                created_at=now,
-            )
-        )
+        add_job(session, task.id, referee_job, now)
         return
     done = [s for s in verification.sampled if str(s) in verification.verdicts]
     append_event(
