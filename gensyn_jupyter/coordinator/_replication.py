@@ -17,7 +17,7 @@ import time
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..protocol import ResultManifest, TaskState, Verdict, Verification, VerifyJob
+from ..protocol import Payment, ResultManifest, TaskState, Verdict, Verification, VerifyJob
 from ._context import Context
 from ._db import ProviderRow, TaskRow, VerifyJobRow
 from ._errors import ApiError
@@ -157,8 +157,6 @@ def _compare(session: Session, task: TaskRow, now: float) -> None:
 
 def _payment_address(task: TaskRow, *, primary: bool) -> str | None:
     """The on-chain address of the first provider or of the replica (from TaskAssigned)."""
-    from ..protocol import Payment
-
     if task.payment is None:
         return None
     payment = Payment.model_validate_json(task.payment)

@@ -168,7 +168,9 @@ def create_task(ctx: Context, spec: TaskSpec, account: str | None = None) -> Tas
             gpu_seconds=0.0,
             account=account,
             verification=(
-                Verification(mode=spec.verify.value).model_dump_json()  # type: ignore[arg-type]
+                Verification(
+                    mode="spot" if spec.verify is VerifyMode.SPOT else "replicate"
+                ).model_dump_json()
                 if spec.verify is not VerifyMode.NONE
                 else None
             ),

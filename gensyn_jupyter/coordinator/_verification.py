@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from ..protocol import (
     Lease,
+    Payment,
     ResultManifest,
     TaskState,
     Verdict,
@@ -145,8 +146,6 @@ def begin_spot(
         return
     payment_address = None
     if task.payment is not None:
-        from ..protocol import Payment
-
         payment_address = Payment.model_validate_json(task.payment).provider_address
     for segment in sampled:
         job = VerifyJob(

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from gensyn_jupyter.protocol import CheckpointLeaf, Commitment
+from gensyn_jupyter.protocol import CheckpointLeaf, Commitment, LeafKind
 from gensyn_jupyter.verify import MerkleTree, determinism_class
 
 from .coordinator_helpers import Coord, Provider, sha
@@ -16,11 +16,12 @@ pytestmark = pytest.mark.anyio
 
 def _commitment(leaves: int = 10) -> Commitment:
     hashes = [bytes([i]) * 32 for i in range(1, leaves + 1)]
-    kinds = ["start", *(["boundary"] * (leaves - 2)), "end"]
+    middle: list[LeafKind] = ["boundary"] * (leaves - 2)
+    kinds: list[LeafKind] = ["start", *middle, "end"]
     return Commitment(
         root="0x" + MerkleTree(hashes).root.hex(),
         leaves=[
-            CheckpointLeaf(step=4 * i, kind=kind, leaf="0x" + h.hex(), resumable=kind != "end")  # type: ignore[arg-type]
+            CheckpointLeaf(step=4 * i, kind=kind, leaf="0x" + h.hex(), resumable=kind != "end")
             for i, (h, kind) in enumerate(zip(hashes, kinds, strict=True))
         ],
         checkpoint_every=4,
