@@ -75,6 +75,7 @@ c.Spawner.server_token_scopes = [
     "access:servers!server",
     "users:activity!user",
     "access:services!service=gensyn",
+    "read:users!user",  # the user's own model, admin flag included: the panel's Class section
 ]
 # Every user may use the class service (the Hub's default "user" role plus one scope).
 c.JupyterHub.load_roles = [

@@ -2,8 +2,10 @@
 
 ``GET <prefix>`` and ``<prefix>api/me``: the caller's account, budget and
 tasks. ``GET <prefix>api/class``: every student's, for instructors (403 for
-anyone else). A browser without a login is sent through the Hub's OAuth
-flow and comes back to the page it asked for.
+anyone else); ``POST <prefix>api/class/students/<user>``: an instructor makes
+and funds a student's account ahead of their first task. A browser without a
+login is sent through the Hub's OAuth flow and comes back to the page it
+asked for.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from ..protocol import CoordinatorError
 from ._auth import Caller
 from ._errors import ServiceError
-from ._state import ServiceState, service_state
+from ._state import ServiceState, service_state, signed_in_student
 from ._views import student_view
 
 __all__ = ["class_router"]
@@ -72,8 +74,25 @@ def _class(state: ServiceState) -> dict[str, Any]:
     }
 
 
+def _require_instructor(state: ServiceState, caller: Caller) -> None:
+    if not state.identity.is_instructor(caller):
+        raise ServiceError(
+            403,
+            f"{caller.name} is not an instructor of this class: the class view is for "
+            "JupyterHub admins and c.GensynClass.instructors",
+        )
+
+
+def _enrolled(state: ServiceState, user: str) -> dict[str, Any]:
+    """``user``'s view, with the account's balance on chain now."""
+    view = _view(state, user)
+    student = state.roster.get(user)
+    view["balance_wei"] = int(student.signer.market.w3.eth.get_balance(student.account.address))
+    return view
+
+
 def class_router(prefix: str) -> APIRouter:
-    """``<prefix>``, ``<prefix>api/me``, ``<prefix>api/class`` and ``<prefix>oauth_callback``."""
+    """``<prefix>`` and its ``api/me``, ``api/class[/students/<user>]``, ``oauth_callback``."""
     base = prefix.rstrip("/")
     router = APIRouter()
 
@@ -111,13 +130,25 @@ def class_router(prefix: str) -> APIRouter:
         if isinstance(found, Response):
             return found
         state = service_state(request)
-        if not state.identity.is_instructor(found):
-            raise ServiceError(
-                403,
-                f"{found.name} is not an instructor of this class: the class view is for "
-                "JupyterHub admins and c.GensynClass.instructors",
-            )
+        _require_instructor(state, found)
         return JSONResponse(await anyio.to_thread.run_sync(_class, state))
+
+    @router.post(base + "/api/class/students/{user}")
+    async def enroll(user: str, request: Request) -> Response:
+        """Make ``user``'s account and fund it from the faucet now (instructors, by token)."""
+        state = service_state(request)
+        caller = await state.identity.caller(request, cookie=False)
+        if caller is None:
+            raise ServiceError(401, "send an instructor's JupyterHub token (Authorization: token)")
+        _require_instructor(state, caller)
+        if not user.strip() or len(user) > 255:
+            raise ServiceError(422, f"{user!r} is not a JupyterHub user name", "user")
+        await signed_in_student(state, Caller(name=user, admin=False))
+        try:
+            view = await anyio.to_thread.run_sync(_enrolled, state, user)
+        except (httpx.HTTPError, ValueError, OSError) as exc:
+            raise ServiceError(502, f"cannot read {user}'s account on chain: {exc}") from None
+        return JSONResponse(view)
 
     @router.get(base + "/oauth_callback")
     async def oauth_callback(request: Request) -> Response:

@@ -12,6 +12,7 @@ from ..chain import DEFAULT_SCRYPT_N, Keystore, default_keystore_dir
 from ._errors import ApiError
 from ._event_handlers import event_handlers
 from ._handlers import handlers
+from ._hub_class import class_handlers
 from ._network import Network, default_network, resolve_network
 from ._proxy import CoordinatorProxy
 from ._relay import EventRelay
@@ -115,6 +116,7 @@ class GensynServer(ExtensionApp):
         # The wallet's routes first: the last route of handlers() answers 404 for the rest.
         self.handlers.extend(wallet_handlers(self))
         self.handlers.extend(event_handlers(self))
+        self.handlers.extend(class_handlers(self))
         self.handlers.extend(handlers(self))
 
     async def stop_extension(self) -> None:

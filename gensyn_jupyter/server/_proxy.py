@@ -8,6 +8,7 @@ import httpx
 
 from ..protocol import CoordinatorError, raise_for_error
 from ._errors import ApiError
+from ._hub_token import class_service_headers
 
 __all__ = ["CoordinatorProxy"]
 
@@ -51,7 +52,11 @@ class CoordinatorProxy:
         """
         try:
             response = await self._client.request(
-                method, f"{network}{path}", params=params, timeout=self.timeout
+                method,
+                f"{network}{path}",
+                params=params,
+                headers=class_service_headers(network),
+                timeout=self.timeout,
             )
         except httpx.HTTPError as exc:
             raise self._unreachable(network, exc) from exc
@@ -81,7 +86,11 @@ class CoordinatorProxy:
             "GET",
             f"{network}{path}",
             params=params,
-            headers={"Accept": "text/event-stream", **(headers or {})},
+            headers={
+                "Accept": "text/event-stream",
+                **class_service_headers(network),
+                **(headers or {}),
+            },
             timeout=httpx.Timeout(self.timeout, read=read_timeout),
         )
         try:

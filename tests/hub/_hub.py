@@ -26,6 +26,7 @@ from gensyn_jupyter.devnet import free_port
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "jupyterhub_config.py"
 PROXY = REPO / "node_modules" / ".bin" / "configurable-http-proxy"
+BUILT_LABEXTENSION = REPO / "gensyn_jupyter" / "labextension"  # npm run build
 JUPYTERHUB = Path(sys.executable).with_name("jupyterhub")
 
 _TEST_CONFIG = """\
@@ -35,6 +36,11 @@ load_subconfig({example!r})  # noqa: F821 (the documented example, unchanged)
 c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub_port}"
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
 c.JupyterHub.services = [*c.JupyterHub.services, {{"name": "test-admin", "api_token": {token!r}}}]
+# A loaded 2-core machine starts three servers at once: give them time (default 30 s).
+c.Spawner.http_timeout = 150
+c.Spawner.start_timeout = 150
+# Users' labs load this checkout's build of the panel (JUPYTER_PATH before the installed copy).
+c.Spawner.environment = {{**c.Spawner.environment, "JUPYTER_PATH": {jupyter_path!r}}}
 c.JupyterHub.load_roles = [
     *c.JupyterHub.load_roles,
     {{
@@ -80,7 +86,7 @@ class Hub:
         assert reply.status_code == 201, reply.text
         return str(reply.json()["token"])
 
-    def start_servers(self, users: tuple[str, ...], timeout: float = 90) -> None:
+    def start_servers(self, users: tuple[str, ...], timeout: float = 180) -> None:
         """Start the users' servers through the Hub API (all at once), until each is ready."""
         # The Hub answers a start after up to 10 s (slow_spawn_timeout): ask for all at once.
         with ThreadPoolExecutor(len(users)) as pool:
@@ -153,6 +159,10 @@ def running_hub(state: Path, env: dict[str, str]) -> Iterator[Hub]:
     state.mkdir(parents=True, exist_ok=True)
     public, service = free_port(), free_port()
     token = secrets.token_hex(32)
+    jupyter_path = state / "jupyter"
+    (jupyter_path / "labextensions").mkdir(parents=True, exist_ok=True)
+    if (BUILT_LABEXTENSION / "package.json").is_file():
+        (jupyter_path / "labextensions" / "gensyn-jupyter").symlink_to(BUILT_LABEXTENSION)
     config = state / "test_jupyterhub_config.py"
     config.write_text(
         _TEST_CONFIG.format(
@@ -160,6 +170,7 @@ def running_hub(state: Path, env: dict[str, str]) -> Iterator[Hub]:
             hub_port=free_port(),
             proxy_api_port=free_port(),
             token=token,
+            jupyter_path=str(jupyter_path),
         )
     )
     base = {k: v for k, v in os.environ.items() if not k.startswith(("GENSYN_", "JUPYTERHUB_"))}

@@ -14,10 +14,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,9 +30,9 @@ from gensyn_jupyter.chain import Market, TaskStatus, dev_accounts
 from gensyn_jupyter.protocol import task_key
 
 from .._devnet import Devnet
-from ._hub import PROXY, CellRun, Hub, RemoteKernel, running_hub
+from ._hub import PROXY, REPO, CellRun, Hub, RemoteKernel, running_hub
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(480)  # the first test also waits for the Hub and 3 servers
 
 STUDENTS = ("alice", "bob")
 SETUP = (
@@ -94,7 +96,7 @@ def classroom(devnet: Devnet, tmp_path_factory: pytest.TempPathFactory) -> Itera
     state = tmp_path_factory.mktemp("hub")
     with running_hub(state, {"GENSYN_HOME": str(devnet.home)}) as hub:
         tokens = {user: hub.user_token(user) for user in (*STUDENTS, "teacher")}
-        hub.start_servers(STUDENTS)
+        hub.start_servers((*STUDENTS, "teacher"))  # the teacher's lab: the panel's Class section
         kernels: dict[str, RemoteKernel] = {}
         try:
             for user in STUDENTS:
@@ -253,6 +255,9 @@ def test_the_instructor_sees_every_students_tasks_and_spend_and_students_do_not(
 
     denied = classroom.service("GET", "api/class", "alice")
     assert denied.status_code == 403 and "not an instructor" in denied.json()["detail"]
+    # Funding an account ahead of class is for instructors too.
+    enrol = classroom.service("POST", "api/class/students/carol", "alice")
+    assert enrol.status_code == 403 and "not an instructor" in enrol.json()["detail"]
 
 
 def test_the_instructor_opens_the_class_view_in_a_browser(classroom: Classroom) -> None:
@@ -276,3 +281,110 @@ def test_the_instructor_opens_the_class_view_in_a_browser(classroom: Classroom) 
         # The login cookie reads pages; it does not act (a page of the Hub's origin could).
         acting = browser.post(f"/services/gensyn/v1/tasks/{classroom.task_ids['bob']}/cancel")
         assert acting.status_code == 401, acting.text
+
+
+def _panel_api(classroom: Classroom, user: str, path: str) -> httpx.Response:
+    """What the Gensyn panel in ``user``'s JupyterLab reads: their server's /gensyn/api/..."""
+    url = f"{classroom.hub.url}/user/{user}/gensyn/api/{path}"
+    headers = {"Authorization": f"token {classroom.tokens[user]}"}
+    return httpx.get(url, headers=headers, timeout=30)
+
+
+def test_the_panel_shows_the_instructor_the_class_and_a_student_their_own_budget(
+    classroom: Classroom,
+) -> None:
+    _class_view(classroom, settled=True)  # spend counted
+    teacher = _panel_api(classroom, "teacher", "class")
+    assert teacher.status_code == 200, teacher.text
+    body = teacher.json()
+    assert body["service"] == f"{classroom.hub.url}/services/gensyn"
+    assert body["user"] == "teacher" and body["instructor"] is True
+    students = {s["user"]: s for s in body["class"]["students"]}
+    for user in STUDENTS:
+        tasks = {t["id"]: t for t in students[user]["tasks"]}
+        task = tasks[classroom.task_ids[user]]
+        assert task["state"] == "settled" and task["verification"] == "trusted", task
+        assert students[user]["spent_wei"] > 0
+    assert students["bob"]["budget_wei"] == 5 * 10**14
+
+    alice = _panel_api(classroom, "alice", "class")
+    assert alice.status_code == 200, alice.text
+    mine = alice.json()
+    assert mine["user"] == "alice" and mine["instructor"] is False and mine["class"] is None
+    assert classroom.task_ids["alice"] in [t["id"] for t in mine["me"]["tasks"]]
+    assert mine["me"]["budget_wei"] == 10**17
+
+    # The Tasks section in a student's lab: their own tasks (it answered 401 before).
+    listed = _panel_api(classroom, "alice", "tasks")
+    assert listed.status_code == 200, listed.text
+    assert [t["id"] for t in listed.json()] == [classroom.task_ids["alice"]]
+
+
+@pytest.fixture(scope="module")
+def hub_browser() -> Iterator[Any]:
+    """Headless chromium for this module (closed with it: playwright's sync loop is per thread)."""
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists() and shutil.which("chromium") is None:
+        pytest.fail(
+            "Debian chromium is missing: `make test` installs it (apt-get install chromium)"
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=str(chromium), args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def test_in_jupyterlab_the_instructor_sees_the_class_section_and_a_student_does_not(
+    classroom: Classroom, hub_browser: Any
+) -> None:
+    """Log in to the Hub in a browser, open the Gensyn panel in one's own JupyterLab."""
+    from playwright.sync_api import expect
+
+    artifacts = REPO / "tests" / "ui" / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    _class_view(classroom, settled=True)
+    for user in ("teacher", "alice"):
+        context = hub_browser.new_context(viewport={"width": 1400, "height": 1000})
+        try:
+            page = context.new_page()
+            page.goto(f"{classroom.hub.url}/hub/login?next=/user/{user}/lab")
+            page.locator("#username_input").fill(user)
+            page.locator("#password_input").fill("any")
+            page.locator("#login_submit").click()
+            page.wait_for_url(f"**/user/{user}/lab**", timeout=90_000)
+            tab = page.locator(".jp-SideBar.jp-mod-left").get_by_title("Gensyn", exact=True)
+            expect(tab).to_be_visible(timeout=90_000)
+            panel = page.locator("#gensyn-panel")
+            if not panel.is_visible():
+                tab.click()
+            section = panel.locator("[data-testid=gensyn-class]")
+            expect(section).to_be_visible(timeout=30_000)
+            students = section.locator("[data-testid=gensyn-class-student]")
+            if user == "teacher":
+                expect(section).to_have_attribute("data-role", "instructor")
+                expect(section.locator("h3")).to_have_text("Class")
+                for student in STUDENTS:
+                    item = students.and_(page.locator(f"[data-user={student}]"))
+                    task = item.locator(f"[data-task-id={classroom.task_ids[student]}]")
+                    expect(task).to_have_attribute("data-verification", "trusted")
+                    expect(task).to_contain_text("settled")
+                expect(students.and_(page.locator("[data-user=bob]"))).to_contain_text(
+                    "of 0.0005 ETH spent"
+                )
+            else:
+                expect(section).to_have_attribute("data-role", "student")
+                expect(section.locator("[data-testid=gensyn-class-me]")).to_contain_text("alice: ")
+                expect(students).to_have_count(0)
+                mine = panel.locator(
+                    f"[data-testid=gensyn-task][data-task-id={classroom.task_ids['alice']}]"
+                )
+                expect(mine).to_be_visible(timeout=30_000)
+            page.screenshot(path=str(artifacts / f"hub-class-{user}.png"))
+        finally:
+            context.close()

@@ -9,6 +9,7 @@ import type {
   Task,
   WalletState
 } from '../types';
+import type { ClassInfo } from './classroom';
 import type { MessageLine } from './message';
 
 /** A read that succeeded (`value`) or failed (`error`); absent when not read. */
@@ -24,6 +25,8 @@ export interface Snapshot {
   budget?: Result<Budget>;
   tasks?: Result<Task[]>;
   providers?: Result<Provider[]>;
+  /** `/gensyn/api/class`: the user's class on JupyterHub (`service: null` outside one). */
+  classInfo?: Result<ClassInfo>;
 }
 
 /** What a section may use of its panel. */

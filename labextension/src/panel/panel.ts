@@ -22,6 +22,7 @@ import type { RequestAPI } from '../errors';
 import { GensynApiError } from '../errors';
 import type { Approval, Budget, ChainInfo, Health, Provider, Task, WalletState } from '../types';
 import { ApprovalsSection } from './approvals';
+import { ClassSection, type ClassInfo } from './classroom';
 import { h, setAttr, setText } from './dom';
 import { browserEventSource, type EventSourceFactory, LiveUpdates, type LiveState } from './live';
 import { MessageLine } from './message';
@@ -80,6 +81,8 @@ export class GensynPanel extends Widget implements PanelContext {
   readonly approvals: ApprovalsSection;
   readonly tasks: TasksSection;
   readonly providers: ProvidersSection;
+  /** Shown only in a lab on JupyterHub with the gensyn class service. */
+  readonly classroom: ClassSection;
   /** What the last refresh read. */
   snapshot: Snapshot = {};
   tasksLimit: number;
@@ -134,11 +137,13 @@ export class GensynPanel extends Widget implements PanelContext {
     this.approvals = new ApprovalsSection(this);
     this.tasks = new TasksSection(this);
     this.providers = new ProvidersSection();
+    this.classroom = new ClassSection();
     this.node.append(
       h('h2', { className: 'jp-gensyn-title' }, 'Gensyn'),
       this.liveNode,
       this.message.node,
       this.network.node,
+      this.classroom.node,
       this.wallet.node,
       this.approvals.node,
       this.tasks.node,
@@ -291,12 +296,13 @@ export class GensynPanel extends Widget implements PanelContext {
 
   private async refreshOnce(): Promise<void> {
     const r = this.request;
-    const [health, wallet, budget, tasks, providers] = await Promise.all([
+    const [health, wallet, budget, tasks, providers, classInfo] = await Promise.all([
       settle(r<Health>('health')),
       settle(r<WalletState>('wallet')),
       settle(r<Budget>('budget')),
       settle(r<Task[]>(`tasks?limit=${encodeURIComponent(String(this.tasksLimit))}`)),
-      settle(r<Provider[]>('providers'))
+      settle(r<Provider[]>('providers')),
+      settle(r<ClassInfo>('class'))
     ]);
     const network = health.ok ? health.value.network : null;
     const account = (wallet.ok ? wallet.value.account : null) ?? this.pickedAccount(wallet);
@@ -309,7 +315,7 @@ export class GensynPanel extends Widget implements PanelContext {
     if (this.isDisposed) {
       return;
     }
-    this.snapshot = { health, wallet, budget, tasks, providers, chain, approvals };
+    this.snapshot = { health, wallet, budget, tasks, providers, chain, approvals, classInfo };
     this.render();
   }
 
@@ -387,6 +393,7 @@ export class GensynPanel extends Widget implements PanelContext {
     this.approvals.update(s);
     this.tasks.update(s);
     this.providers.update(s);
+    this.classroom.update(s);
   }
 
   /** Start polling (the panel became visible). */
