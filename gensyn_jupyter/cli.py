@@ -69,6 +69,30 @@ def _parser() -> argparse.ArgumentParser:
         default=15.0,
         help="seconds without a heartbeat before a provider loses its lease",
     )
+    coord.add_argument(
+        "--log-json",
+        action="store_true",
+        help="log one JSON object per line on stderr (each request with its task/lease id)",
+    )
+    coord.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=5.0,
+        help="on SIGTERM: hand out no more leases and wait this long for requests in flight",
+    )
+    coord.add_argument(
+        "--requests-per-second",
+        type=float,
+        default=200.0,
+        help="requests per second per caller (bearer token, else IP) before 429; 0 turns the "
+        "limit off",
+    )
+    coord.add_argument("--burst", type=int, default=1000, help="requests a caller may burst")
+    coord.add_argument(
+        "--private-tasks",
+        action="store_true",
+        help="task reads answer only the task's owner (see docs/security.md)",
+    )
     coord.add_argument("--rpc", default=None, help="JSON-RPC URL of the chain (escrow on)")
     coord.add_argument("--market", default=None, help="address of the deployed TaskMarket")
     coord.add_argument(
@@ -85,6 +109,64 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="blob cache and task directories (default ~/.gensyn/provider)",
+    )
+    prov.add_argument(
+        "--grace",
+        type=float,
+        default=30.0,
+        help="on SIGTERM: seconds to let the running task finish before it is stopped "
+        "and handed back as failed (default 30)",
+    )
+    box = prov.add_argument_group(
+        "sandbox",
+        "each worker runs the cell as its own unprivileged uid, without network, with a "
+        "private home and TMPDIR and these limits (docs/sandbox.md). Without root, or where "
+        "namespaces are refused, it does what it can and the provider's log says what is "
+        "missing",
+    )
+    box.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="development only: cells run as this user, with its files and network",
+    )
+    box.add_argument(
+        "--memory-limit",
+        default=None,
+        metavar="SIZE",
+        help="memory per worker, RLIMIT_DATA (e.g. 8G, 'none'; default 3/4 of the RAM)",
+    )
+    box.add_argument(
+        "--max-file-size",
+        default="16G",
+        metavar="SIZE",
+        help="largest file a cell may write (default 16G)",
+    )
+    box.add_argument(
+        "--max-procs",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="processes + threads per worker (default 1024)",
+    )
+    box.add_argument(
+        "--max-open-files",
+        type=int,
+        default=8192,
+        metavar="N",
+        help="open files per worker (default 8192)",
+    )
+    box.add_argument(
+        "--cpu-time",
+        type=int,
+        default=None,
+        metavar="S",
+        help="CPU seconds per worker (default: no limit)",
+    )
+    box.add_argument(
+        "--tmp-size",
+        default="1G",
+        metavar="SIZE",
+        help="private home + TMPDIR (tmpfs) per worker (default 1G)",
     )
     prov.add_argument(
         "--referee",
@@ -367,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "verify":
         return _verify_receipt(args)
     if args.command == "coordinator":
-        from .coordinator import ChainConfig, serve
+        from .coordinator import ChainConfig, RateLimit, serve
 
         chain = None
         if args.rpc or args.market:
@@ -386,6 +468,13 @@ def main(argv: list[str] | None = None) -> int:
                 rate_wei_per_gpu_second=args.rate_wei,
                 faucet_key=os.environ.get("GENSYN_FAUCET_KEY") or None,
             )
+        rate_limit = None
+        if args.requests_per_second != 0:
+            try:
+                rate_limit = RateLimit(per_second=args.requests_per_second, burst=args.burst)
+            except ValueError as exc:
+                print(f"gensyn coordinator: --requests-per-second/--burst: {exc}", file=sys.stderr)
+                return 2
         serve(
             chain=chain,
             host=args.host,
@@ -393,11 +482,28 @@ def main(argv: list[str] | None = None) -> int:
             data_dir=args.data_dir,
             lease_ttl_seconds=args.lease_ttl,
             heartbeat_seconds=min(2.0, args.lease_ttl / 4),
+            log_json=args.log_json,
+            drain_seconds=args.drain_seconds,
+            rate_limit=rate_limit,
+            private_tasks=args.private_tasks,
         )
         return 0
     from .config import gensyn_home
-    from .provider import run_provider
+    from .provider import run_provider, sandbox_policy
 
+    try:
+        sandbox = sandbox_policy(
+            enabled=not args.no_sandbox,
+            memory=args.memory_limit,
+            file_size=args.max_file_size,
+            processes=args.max_procs,
+            open_files=args.max_open_files,
+            cpu_seconds=args.cpu_time,
+            tmp_size=args.tmp_size,
+        )
+    except ValueError as exc:
+        print(f"gensyn provider: {exc}", file=sys.stderr)
+        return 2
     account = None
     if os.environ.get("GENSYN_PRIVATE_KEY") or os.environ.get("GENSYN_KEYSTORE"):
         from .chain import SignerConfigError, account_from_env
@@ -416,5 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         cheat=args.cheat,
         referee=args.referee,
+        grace_seconds=args.grace,
+        sandbox=sandbox,
     )
     return 0

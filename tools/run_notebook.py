@@ -1,7 +1,9 @@
 """Execute a notebook headless in a real kernel and print what its cells printed.
 
 Used by ``make demo``: ``python tools/run_notebook.py notebooks/quickstart.ipynb``.
-The executed copy is written next to it as ``<name>.out.ipynb``.
+The executed copy is written next to it as ``<name>.out.ipynb``; with
+``--in-place`` the notebook itself gets the outputs (the saved snapshots that
+GitHub shows: ``python tools/run_notebook.py --in-place notebooks/*.ipynb``).
 """
 
 from __future__ import annotations
@@ -18,12 +20,19 @@ from nbclient.exceptions import CellExecutionError
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("notebook", type=Path)
+    parser.add_argument("notebooks", type=Path, nargs="+")
+    parser.add_argument(
+        "--in-place", action="store_true", help="save the outputs into the notebook itself"
+    )
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     args = parser.parse_args()
-    nb = nbformat.read(args.notebook, as_version=4)
+    return max(_run(path, args.timeout, in_place=args.in_place) for path in args.notebooks)
+
+
+def _run(path: Path, timeout: int, *, in_place: bool) -> int:
+    nb = nbformat.read(path, as_version=4)
     client = NotebookClient(
-        nb, timeout=args.timeout, kernel_name="python3", resources={"metadata": {"path": "."}}
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": "."}}
     )
     started = time.monotonic()
     failed = False
@@ -32,7 +41,8 @@ def main() -> int:
     except CellExecutionError as exc:
         failed = True
         print(exc, file=sys.stderr)
-    out = args.notebook.with_suffix(".out.ipynb")
+    out = path if in_place and not failed else path.with_suffix(".out.ipynb")
+    nb.metadata.pop("widgets", None)  # live widget state means nothing in a snapshot
     nbformat.write(nb, out)
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -43,7 +53,7 @@ def main() -> int:
             elif "data" in output and "text/plain" in output["data"]:
                 print(output["data"]["text/plain"])
     state = "FAILED" if failed else "ran"
-    print(f"\n{args.notebook} {state} in {time.monotonic() - started:.1f} s; executed copy: {out}")
+    print(f"\n{path} {state} in {time.monotonic() - started:.1f} s; executed copy: {out}")
     return 1 if failed else 0
 
 

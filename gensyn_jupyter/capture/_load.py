@@ -86,7 +86,12 @@ def load_inputs(bundle: Bundle, read_blob: Callable[[str], bytes]) -> dict[str, 
                 if ref.blob is not None:
                     from safetensors.torch import load
 
-                    tensors = load(blob(ref.blob))
+                    try:
+                        tensors = load(blob(ref.blob))
+                    except Exception as exc:  # SafetensorError and friends: malformed bytes
+                        raise ValueError(
+                            f"input `{ref.name}`: blob {ref.blob} is not valid safetensors: {exc}"
+                        ) from exc
                 decoders[ref.blob] = _Decoder(tensors)
             out[ref.name] = decoders[ref.blob].decode(ref.structure)
         else:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from importlib import metadata
 
 import fastapi
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 from .. import __version__
@@ -17,10 +18,14 @@ from ._blobs import BlobStore
 from ._chain import ChainConfig, ChainLink
 from ._context import Context, Ctx, Settings, in_thread
 from ._db import Database
+from ._drain import Drain, DrainMiddleware, draining_server
 from ._errors import install_error_handlers
 from ._leases import expire_leases, grant_grace
-from ._limits import JsonBodyLimit
+from ._limits import JsonBodyLimit, document_limits
+from ._logs import RequestLog, configure_logging
+from ._metrics import CONTENT_TYPE, LeaseLatency, render_metrics
 from ._providers import count_online
+from ._ratelimit import RateLimit, RateLimitMiddleware
 from ._routes_blobs import router as blobs_router
 from ._routes_chain import router as chain_router
 from ._routes_events import router as events_router
@@ -76,6 +81,7 @@ async def _expire_forever(ctx: Context) -> None:
         try:
             if await in_thread(expire_leases, ctx):
                 ctx.events.notify()
+                ctx.queue.notify()  # a lost run may be queued again to resume
         except Exception:  # keep serving whatever went wrong
             _log.exception("lease expiry failed; retrying")
 
@@ -89,6 +95,9 @@ def create_app(
     max_blob_bytes: int = 8 * 2**30,
     max_json_bytes: int = 16 * 2**20,
     chain: ChainConfig | None = None,
+    max_metric_points: int = 200_000,
+    rate_limit: RateLimit | None = RateLimit(),  # noqa: B008 - frozen, shared safely
+    private_tasks: bool = False,
 ) -> fastapi.FastAPI:
     """Build the coordinator's FastAPI app.
 
@@ -108,6 +117,15 @@ def create_app(
         Largest JSON request body accepted (413 beyond); also the largest bundle.
     chain
         The escrow contract and the operator key; None runs a free network.
+    max_metric_points
+        Most metric points one events post may carry (413 beyond).
+    rate_limit
+        Requests per second (and burst) per caller, a bearer token or an IP
+        (429 beyond); None turns the limit off.
+    private_tasks
+        Task reads (``GET /v1/tasks...``) answer only the owner's session,
+        anyone else 404 as for an unknown task. Off by default: the server
+        extension and the class service still read tasks without a session.
 
     Returns
     -------
@@ -116,13 +134,15 @@ def create_app(
     """
     if lease_ttl_seconds <= 0 or heartbeat_seconds <= 0:
         raise ValueError("lease_ttl_seconds and heartbeat_seconds must be positive")
-    if max_blob_bytes <= 0 or max_json_bytes <= 0:
-        raise ValueError("max_blob_bytes and max_json_bytes must be positive")
+    if max_blob_bytes <= 0 or max_json_bytes <= 0 or max_metric_points <= 0:
+        raise ValueError("max_blob_bytes, max_json_bytes and max_metric_points must be positive")
     settings = Settings(
         lease_ttl_seconds=lease_ttl_seconds,
         heartbeat_seconds=heartbeat_seconds,
         max_blob_bytes=max_blob_bytes,
         max_json_bytes=max_json_bytes,
+        max_metric_points=max_metric_points,
+        private_tasks=private_tasks,
     )
     ctx = Context(
         db=Database(database_url),
@@ -157,8 +177,15 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.coordinator = ctx
+    drain = Drain()
+    app.state.drain = drain
     install_error_handlers(app)
     app.add_middleware(JsonBodyLimit, max_bytes=max_json_bytes, exempt_prefixes=("/v1/blobs/",))
+    app.add_middleware(DrainMiddleware, drain=drain)
+    app.add_middleware(RequestLog)
+    if rate_limit is not None:  # outermost: a caller over its rate costs no body read
+        app.add_middleware(RateLimitMiddleware, limit=rate_limit)
+    document_limits(app, rate_limited=rate_limit is not None)
     app.include_router(blobs_router)
     app.include_router(tasks_router)
     app.include_router(providers_router)
@@ -172,6 +199,20 @@ def create_app(
         online = await in_thread(count_online, ctx)
         tasks = await in_thread(count_tasks, ctx)
         return Health(status="ok", version=_version(), providers_online=online, tasks=tasks)
+
+    latency = LeaseLatency()
+
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        tags=["health"],
+        summary="Prometheus metrics",
+        responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}}},
+    )
+    async def metrics(ctx: Ctx) -> PlainTextResponse:
+        """Tasks by state, queue depth, providers, lease latency, bytes moved (text 0.0.4)."""
+        text = await in_thread(render_metrics, ctx, latency, draining=drain.active)
+        return PlainTextResponse(text, media_type=CONTENT_TYPE)
 
     return app
 
@@ -187,8 +228,15 @@ def serve(
     max_blob_bytes: int = 8 * 2**30,
     max_json_bytes: int = 16 * 2**20,
     chain: ChainConfig | None = None,
+    rate_limit: RateLimit | None = RateLimit(),  # noqa: B008 - frozen, shared safely
+    private_tasks: bool = False,
+    log_json: bool = False,
+    drain_seconds: float = 5.0,
 ) -> None:
-    """Run the coordinator with uvicorn until interrupted.
+    """Run the coordinator with uvicorn until SIGINT or SIGTERM.
+
+    On SIGTERM it drains: no new lease is handed out, requests in flight run
+    to their end (for at most ``drain_seconds``), then it stops.
 
     Parameters
     ----------
@@ -198,8 +246,14 @@ def serve(
         Holds ``coordinator.sqlite`` and ``blobs/`` (created when missing).
     database_url
         Another database instead of the SQLite file (e.g. PostgreSQL).
-    lease_ttl_seconds, heartbeat_seconds, max_blob_bytes, max_json_bytes, chain
+    lease_ttl_seconds, heartbeat_seconds, max_blob_bytes, max_json_bytes
         As for :func:`create_app`.
+    chain, rate_limit, private_tasks
+        As for :func:`create_app`.
+    log_json
+        Log one JSON object per line (with task, lease and provider ids) on stderr.
+    drain_seconds
+        How long a SIGTERM waits for requests in flight before it closes them.
     """
     import uvicorn
 
@@ -213,5 +267,15 @@ def serve(
         max_blob_bytes=max_blob_bytes,
         max_json_bytes=max_json_bytes,
         chain=chain,
+        rate_limit=rate_limit,
+        private_tasks=private_tasks,
     )
-    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    configure_logging(json_logs=log_json)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        timeout_graceful_shutdown=max(1, round(drain_seconds)),
+    )
+    draining_server(config, app.state.drain).run()

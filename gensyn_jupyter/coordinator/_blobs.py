@@ -3,6 +3,12 @@
 Uploads stream to a temporary file in the blob's own directory while hashing,
 are checked against their name, fsynced and moved into place atomically, so a
 reader never sees a partial blob and a crash leaves at most a stray temp file.
+
+Reads are checked too: a blob is hashed before it is first served (and again
+whenever its file changes), so a blob corrupted on disk is never served. It is
+moved aside to ``<root>/corrupt/`` and answers 404 like a missing blob, so the
+next client that needs it uploads it again. The store counts the bytes it
+received and served (``/metrics``).
 """
 
 from __future__ import annotations
@@ -10,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import queue
 import tempfile
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import BinaryIO
@@ -23,6 +31,8 @@ from ..protocol import is_sha256
 from ._errors import ApiError
 
 __all__ = ["BlobStore"]
+
+_log = logging.getLogger("gensyn_jupyter.coordinator")
 
 _WRITE_BATCH = 1 << 20
 _QUEUE = 16  # batches of _WRITE_BATCH waiting for the writer thread
@@ -45,6 +55,15 @@ class BlobStore:
         self.root = Path(root)
         self.max_bytes = max_bytes
         self.root.mkdir(parents=True, exist_ok=True)
+        self.bytes_in = 0
+        """Bytes of uploads stored (new blobs and repeats) since the process started."""
+        self.bytes_out = 0
+        """Bytes of blobs served since the process started."""
+        self.corrupt_found = 0
+        """Blobs found corrupted on disk (and moved aside) since the process started."""
+        self._verified: dict[str, tuple[int, int, int]] = {}
+        self._corrupt: set[str] = set()
+        self._lock = threading.Lock()
 
     def path(self, sha: str) -> Path:
         """Where blob ``sha`` lives (whether or not it is stored)."""
@@ -53,19 +72,72 @@ class BlobStore:
         return self.root / sha[:2] / sha
 
     def size(self, sha: str) -> int | None:
-        """The size of blob ``sha`` in bytes, ``None`` when it is not stored."""
+        """The size of blob ``sha`` in bytes, ``None`` when it is not stored.
+
+        A blob not yet checked since its file last changed is hashed first; one
+        whose bytes do not hash to its name is moved aside and counts as missing.
+        """
+        path = self.path(sha)
         try:
-            return self.path(sha).stat().st_size
+            stat = path.stat()
         except FileNotFoundError:
             return None
+        key = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        with self._lock:
+            if self._verified.get(sha) == key:
+                return stat.st_size
+        try:
+            actual = _hash_file(path)
+        except FileNotFoundError:
+            return None
+        if actual != sha:
+            self._quarantine(sha, actual)
+            return None
+        with self._lock:
+            self._verified[sha] = key
+        return stat.st_size
 
     def exists(self, sha: str) -> bool:
         """True when blob ``sha`` is stored."""
         return self.size(sha) is not None
 
     def read_bytes(self, sha: str) -> bytes:
-        """All bytes of blob ``sha`` (for small blobs such as bundles)."""
-        return self.path(sha).read_bytes()
+        """All bytes of blob ``sha`` (for small blobs such as bundles), checked against its name.
+
+        Raises
+        ------
+        FileNotFoundError
+            When the blob is not stored, or was corrupted on disk (then moved aside).
+        """
+        data = self.path(sha).read_bytes()
+        actual = hashlib.sha256(data).hexdigest()
+        if actual != sha:
+            self._quarantine(sha, actual)
+            raise FileNotFoundError(f"blob {sha} was corrupted on disk and has been removed")
+        return data
+
+    def was_corrupt(self, sha: str) -> bool:
+        """True when blob ``sha`` was found corrupted (and not uploaded again since)."""
+        with self._lock:
+            return sha in self._corrupt
+
+    def _quarantine(self, sha: str, actual: str) -> None:
+        """Move a corrupted blob to ``<root>/corrupt/`` (kept for a post-mortem, never served)."""
+        with self._lock:
+            self._verified.pop(sha, None)
+            self._corrupt.add(sha)
+            self.corrupt_found += 1
+        aside = self.root / "corrupt"
+        aside.mkdir(exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(self.path(sha), aside / f"{sha}.{actual[:12]}")
+        _log.error(
+            "blob %s is corrupted on disk (its bytes hash to %s); moved to %s, "
+            "it answers 404 until uploaded again",
+            sha,
+            actual,
+            aside,
+        )
 
     async def put(
         self, sha: str, chunks: AsyncIterator[bytes], *, declared: int | None = None
@@ -125,17 +197,38 @@ class BlobStore:
                 )
             new = not target.exists()
             await anyio.to_thread.run_sync(_commit, tmp, target)
+            stat = target.stat()
+            with self._lock:
+                self._verified[sha] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+                self._corrupt.discard(sha)
+                self.bytes_in += size
             return size, new
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
 
     async def iter_bytes(self, sha: str) -> AsyncIterator[bytes]:
-        """Yield blob ``sha`` in chunks, reading off the event loop."""
+        """Yield blob ``sha`` in chunks, reading off the event loop.
+
+        The bytes are hashed on the way; when the file changed under the
+        reader (corrupted after it was checked) the stream stops with an
+        error before its last chunk, so the client sees a broken download,
+        never a complete wrong one.
+        """
         fh = await anyio.to_thread.run_sync(open, self.path(sha), "rb")
+        hasher = hashlib.sha256()
         try:
-            while chunk := await anyio.to_thread.run_sync(fh.read, _READ_CHUNK):
+            chunk = await anyio.to_thread.run_sync(fh.read, _READ_CHUNK)
+            while chunk:
+                hasher.update(chunk)
+                following = await anyio.to_thread.run_sync(fh.read, _READ_CHUNK)
+                if not following and hasher.hexdigest() != sha:
+                    self._quarantine(sha, hasher.hexdigest())
+                    raise OSError(f"blob {sha} changed on disk while it was served")
+                with self._lock:
+                    self.bytes_out += len(chunk)
                 yield chunk
+                chunk = following
         finally:
             fh.close()
 
@@ -192,6 +285,14 @@ class _Writer:
                     self.error = exc
         if self.error is not None:
             raise ApiError(507, f"the coordinator cannot store the blob: {self.error}")
+
+
+def _hash_file(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_READ_CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
 
 
 def _commit(tmp: Path, target: Path) -> None:

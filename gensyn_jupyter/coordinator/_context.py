@@ -32,6 +32,10 @@ class Settings:
     max_blob_bytes: int
     max_json_bytes: int
     fallback_poll_seconds: float = 1.0
+    max_metric_points: int = 200_000
+    """Most metric points one ``POST /v1/leases/{id}/events`` may carry (413 beyond)."""
+    private_tasks: bool = False
+    """Task reads answer only the owner's session (others: 404, as an unknown task)."""
     sse_ping_seconds: float = 15.0
 
     @property

@@ -74,6 +74,10 @@ class TaskRow(Base):
     chain_key: Mapped[str | None] = mapped_column(String(66), default=None, unique=True)
     payment: Mapped[str | None] = mapped_column(Text, default=None)
     verification: Mapped[str | None] = mapped_column(Text, default=None)
+    checkpoint: Mapped[str | None] = mapped_column(Text, default=None)
+    """The latest ``CheckpointPost`` of the running attempt (JSON): where a lost run resumes."""
+    attempt: Mapped[int | None] = mapped_column(Integer, default=None)
+    """1 (or None), then one more each time the run resumed on another provider."""
 
     __table_args__ = ({"sqlite_autoincrement": True},)
 
@@ -106,6 +110,8 @@ class LeaseRow(Base):
     expires_at: Mapped[float] = mapped_column(Float)
     released_at: Mapped[float | None] = mapped_column(Float, default=None, index=True)
     release_reason: Mapped[str | None] = mapped_column(Text, default=None)
+    events_seq: Mapped[int | None] = mapped_column(Integer, default=None)
+    """The ``seq`` of the last events post recorded (a retry of it is not stored twice)."""
 
 
 class VerifyJobRow(Base):

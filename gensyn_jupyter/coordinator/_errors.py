@@ -147,6 +147,8 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
         detail = f"not found: {request.method} {request.url.path}"
     elif exc.status_code == 405:
         detail = f"method {request.method} is not allowed on {request.url.path}"
+    elif exc.status_code == 400 and detail == "There was an error parsing the body":
+        detail = "request body could not be read as JSON: send a UTF-8 JSON object"
     return error_response(exc.status_code, detail, None, exc.headers)
 
 

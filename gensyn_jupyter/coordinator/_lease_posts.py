@@ -66,7 +66,7 @@ def _checked(index: int, event: EventIn) -> tuple[EventKind, dict[str, Any]]:
         except ValidationError as exc:
             detail, field = validation_problem(exc, f"{where}.data.points")
             raise ApiError(422, f"metrics event: {detail}", field) from None
-        data["points"] = [p.model_dump() for p in points]
+        data["points"] = [p.model_dump(exclude_none=True) for p in points]
         return event.kind, data
     key = _TEXT_FIELD[event.kind]
     if not isinstance(data.get(key), str):
@@ -95,6 +95,14 @@ def post_events(ctx: Context, lease_id: str, token: str, body: EventsPost) -> Ev
     ``cancelled=True`` (nothing recorded) tells the provider to stop the worker.
     """
     events = [_checked(i, e) for i, e in enumerate(body.events)]
+    points = sum(len(data["points"]) for kind, data in events if kind == "metrics")
+    if points > ctx.settings.max_metric_points:
+        raise ApiError(
+            413,
+            f"{points} metric points in one post; this coordinator takes at most "
+            f"{ctx.settings.max_metric_points}: split them into several posts",
+            "events",
+        )
     now = time.time()
     with ctx.db.write() as session:
         lease, _provider, task = _held_lease(session, lease_id, token, now)
@@ -103,8 +111,12 @@ def post_events(ctx: Context, lease_id: str, token: str, body: EventsPost) -> Ev
         if task.state != TaskState.RUNNING.value:  # pragma: no cover - ends release the lease
             raise ApiError(409, f"task {task.id} already ended ({task.state})")
         lease.expires_at = now + ctx.settings.lease_ttl_seconds
+        if body.seq is not None and lease.events_seq is not None and body.seq <= lease.events_seq:
+            return EventsPostReply(accepted=0, cancelled=False)  # a retry of a recorded post
         for kind, data in events:
             append_event(session, task.id, kind, data, now)
+        if body.seq is not None:
+            lease.events_seq = body.seq
         return EventsPostReply(accepted=len(events), cancelled=False)
 
 

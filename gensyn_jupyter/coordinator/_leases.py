@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, and_, or_, select, update
 
 from ..chain import MarketError
 from ..protocol import Lease, Payment, ProviderInfo, TaskState, Verification
@@ -16,6 +16,7 @@ from ._db import LeaseRow, ProviderRow, TaskRow
 from ._ids import new_id
 from ._providers import authenticate, describe_device, touch
 from ._replication import open_replica
+from ._resume import lost_run, resume_point
 from ._tasks import end_run, set_state, task_from_row, task_row
 from ._verification import choose_verifier, claim_job
 
@@ -56,6 +57,10 @@ def start_polling(ctx: Context, provider_id: str, token: str) -> Poller:
             lease.released_at = now
             lease.release_reason = "the provider asked for a new lease"
             task = task_row(session, lease.task_id)
+            if task.state == TaskState.RUNNING.value and lost_run(
+                session, task, provider.name, "it asked for a new task: it restarted", now
+            ):
+                continue
             if task.state == TaskState.RUNNING.value:
                 message = (
                     f"provider {provider.name} asked for a new task while this one was still "
@@ -108,8 +113,13 @@ def _claim(ctx: Context, poller: Poller) -> Lease | None:
         if provider is None:  # pragma: no cover - providers are never deleted
             return None
         touch(provider, now)
+        # --gpus N: N devices free on this provider (it runs one task at a time)
         query = select(TaskRow).where(
-            TaskRow.state == TaskState.QUEUED.value, TaskRow.gpus <= max(1, len(info.gpus))
+            TaskRow.state == TaskState.QUEUED.value,
+            or_(
+                and_(TaskRow.device == "cpu", TaskRow.gpus <= info.slots("cpu")),
+                and_(TaskRow.device != "cpu", TaskRow.gpus <= info.slots("auto")),
+            ),
         )
         if info.device_type != "cuda":
             query = query.where(TaskRow.device != "cuda")
@@ -156,6 +166,7 @@ def _claim(ctx: Context, poller: Poller) -> Lease | None:
             expires_at=now + ttl,
         )
         session.add(lease)
+        resume = resume_point(session, task)  # an earlier provider was lost: go on from here
         verifier = None
         if replica is not None and verification is not None:
             open_replica(session, task, verification, replica, now)
@@ -193,11 +204,17 @@ def _claim(ctx: Context, poller: Poller) -> Lease | None:
                 }
             )
             task.payment = payment.model_dump_json()
+        running = f"running on provider {poller.name} ({device})"
+        if resume is not None:
+            running = (
+                f"provider {resume[1]} lost, resumed from step {resume[0].step} "
+                f"on provider {poller.name} ({device})"
+            )
         set_state(
             session,
             task,
             TaskState.RUNNING,
-            f"running on provider {poller.name} ({device})",
+            running,
             now,
             provider={"id": poller.id, "name": poller.name, "device": device},
         )
@@ -208,20 +225,24 @@ def _claim(ctx: Context, poller: Poller) -> Lease | None:
             provider_id=poller.id,
             expires_at=lease.expires_at,
             ttl_seconds=ttl,
+            resume=resume[0] if resume is not None else None,
         )
 
 
 def expire_leases(ctx: Context, now: float | None = None) -> int:
-    """Release leases whose provider went silent; fail their running tasks.
+    """Release leases whose provider went silent; resume or fail their running tasks.
+
+    A task with a checkpoint posted during the run goes back to the queue to
+    resume from it (see ``._resume``); any other fails.
 
     Returns
     -------
     int
-        How many tasks failed (each got a ``state`` event).
+        How many tasks were resumed or failed (each got a ``state`` event).
     """
     now = time.time() if now is None else now
     ttl = _ttl_words(ctx)
-    failed = 0
+    failed = resumed = 0
     with ctx.db.write() as session:
         rows = session.execute(
             select(LeaseRow, ProviderRow)
@@ -233,16 +254,39 @@ def expire_leases(ctx: Context, now: float | None = None) -> int:
             lease.release_reason = f"it expired (no heartbeat for {ttl} s)"
             provider.offline = True
             task = task_row(session, lease.task_id)
+            if task.state == TaskState.RUNNING.value and lost_run(
+                session, task, provider.name, f"no heartbeat for {ttl} s", now
+            ):
+                resumed += 1
+                continue
             if task.state == TaskState.RUNNING.value:
                 message = (
                     f"provider {provider.name} stopped responding during the run "
-                    f"(no heartbeat for {ttl} s); the task failed. "
-                    "Resuming from checkpoints is not supported yet."
+                    f"(no heartbeat for {ttl} s); the task failed. {_why_not_resumed(task)}"
                 )
                 task.error = message
                 end_run(session, task, TaskState.FAILED, message, now)
                 failed += 1
-    return failed
+    return failed + resumed
+
+
+def _why_not_resumed(task: TaskRow) -> str:
+    if task.payment is not None:
+        return (
+            "A paid task is not resumed on another provider: its escrow is assigned to the "
+            "lost provider on chain until the deadline (see docs/faults.md)."
+        )
+    if task.gpus > 1:
+        return (
+            f"A task of {task.gpus} ranks is not resumed on another provider (only rank 0 "
+            "commits checkpoints; see docs/multi_gpu.md)."
+        )
+    if task.checkpoint is not None:  # replicated: two runs are compared, not resumed
+        return "A replicated task is not resumed on another provider."
+    return (
+        "It had posted no checkpoint to resume from (no optimizer step reached a "
+        "checkpoint yet, or the cell takes none)."
+    )
 
 
 def grant_grace(ctx: Context, now: float | None = None) -> int:

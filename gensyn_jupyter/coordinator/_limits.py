@@ -1,12 +1,29 @@
-"""A cap on JSON request bodies: checked on ``Content-Length`` and counted while reading."""
+"""A cap on JSON request bodies: checked on ``Content-Length`` and counted while reading.
+
+``document_limits`` adds the answers every route may give because of the
+limits and checks in front of it (malformed or oversized bodies, a bad
+session token, too many requests) to the app's OpenAPI schema.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._errors import error_response
 
-__all__ = ["JsonBodyLimit"]
+__all__ = ["JsonBodyLimit", "document_limits"]
+
+_ERROR_REF = {"$ref": "#/components/schemas/ErrorBody"}
+_COMMON = {
+    400: "Bad request: the body is not valid JSON, or the detail says what else is wrong",
+    401: "The bearer token is unknown or expired: sign in again",
+    413: "Body over the size limit",
+    429: "Too many requests from this caller: wait for Retry-After seconds",
+}
 
 _NO_BODY = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
 
@@ -92,3 +109,39 @@ def _replay(body: bytes, receive: Receive) -> Receive:
         return await receive()
 
     return replay
+
+
+def _error(status: int) -> dict[str, Any]:
+    return {
+        "description": _COMMON[status],
+        "content": {"application/json": {"schema": _ERROR_REF}},
+    }
+
+
+def document_limits(app: FastAPI, *, rate_limited: bool) -> None:
+    """Document, on every operation of ``app``'s OpenAPI schema, the errors of its limits.
+
+    400 and 413 where an operation takes a body, 401 where it reads a bearer
+    token, 429 everywhere when ``rate_limited``.
+    """
+    build: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                if not isinstance(operation, dict) or "responses" not in operation:
+                    continue
+                statuses = [429] if rate_limited else []
+                if "requestBody" in operation:
+                    statuses += [400, 413]
+                if operation.get("security"):
+                    statuses.append(401)
+                for status in statuses:
+                    operation["responses"].setdefault(str(status), _error(status))
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

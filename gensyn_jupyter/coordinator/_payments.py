@@ -25,7 +25,7 @@ from ._chain import ChainLink
 from ._context import Context
 from ._db import OrderRow, TaskRow
 from ._errors import ApiError
-from ._tasks import set_state, task_from_row, task_row
+from ._tasks import owned_row, set_state, task_from_row, task_row
 
 __all__ = [
     "accept_order",
@@ -158,12 +158,14 @@ def accept_order(ctx: Context, task_id: str, account: str, signed: SignedOrder) 
     except OrderRejected as exc:
         raise ApiError(400, f"order rejected: {exc.reason}", "signature") from None
     with ctx.db.read() as session:
-        row = task_row(session, task_id)
+        row = owned_row(session, task_id, account)
         owner, payment = row.account, payment_of(row)
     if payment is None or owner is None:
         raise ApiError(409, f"task {task_id} is not a paid task; it needs no order")
-    if signer.lower() != owner.lower() or account.lower() != owner.lower():
-        raise ApiError(403, f"task {task_id} belongs to {owner}; only its owner's order counts")
+    if signer.lower() != owner.lower():
+        raise ApiError(
+            403, f"the order is signed by {signer}, not by {owner} who submitted the task"
+        )
     _check_against_draft(signed, payment.order)
     _check_escrow(chain, signed.order)
     now = time.time()

@@ -31,7 +31,14 @@ class BlobStored(BaseModel):
     size: int
 
 
-def _missing(sha: str) -> ApiError:
+def _missing(sha: str, corrupt: bool = False) -> ApiError:
+    if corrupt:
+        return ApiError(
+            404,
+            f"blob {sha} was corrupted on the coordinator's disk (its bytes no longer hash to "
+            "its name) and has been removed; upload it again",
+            "sha256",
+        )
     return ApiError(404, f"blob {sha} is not stored", "sha256")
 
 
@@ -99,7 +106,7 @@ async def get_blob(sha256: ShaPath, ctx: Ctx) -> StreamingResponse:
     """The blob's bytes, streamed in chunks."""
     size = await in_thread(ctx.blobs.size, sha256)
     if size is None:
-        raise _missing(sha256)
+        raise _missing(sha256, ctx.blobs.was_corrupt(sha256))
     return StreamingResponse(
         ctx.blobs.iter_bytes(sha256),
         media_type="application/octet-stream",

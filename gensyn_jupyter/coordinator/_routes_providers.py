@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from ..protocol import (
+    CheckpointPost,
     EventsPost,
     EventsPostReply,
     Heartbeat,
@@ -26,6 +27,7 @@ from ._lease_posts import post_events, post_result
 from ._leases import claim, start_polling
 from ._providers import heartbeat, list_providers, register_provider
 from ._replication import post_replica
+from ._resume import post_checkpoint
 from ._verification import post_verdict
 
 __all__ = ["leases", "providers"]
@@ -134,6 +136,23 @@ async def lease_result(lease_id: str, manifest: ResultManifest, ctx: Ctx, token:
     ctx.events.notify()
     ctx.queue.notify()  # a spot check opened verification jobs
     return task
+
+
+@leases.post(
+    "/{lease_id}/checkpoint",
+    status_code=204,
+    summary="Post a checkpoint the run just took (where it resumes if this provider is lost)",
+    responses=error_responses(400, *_AUTH, 409, 413, 422),
+)
+async def lease_checkpoint(lease_id: str, post: CheckpointPost, ctx: Ctx, token: Token) -> Response:
+    """Keep the run's latest resumable checkpoint (its blobs uploaded first); renews the lease.
+
+    If this provider then goes silent past the lease ttl, the task is queued
+    again and the next provider resumes from this checkpoint instead of the
+    task failing (free tasks only: a paid task's escrow is assigned to this provider).
+    """
+    await in_thread(post_checkpoint, ctx, lease_id, token, post)
+    return Response(status_code=204)
 
 
 @leases.post(

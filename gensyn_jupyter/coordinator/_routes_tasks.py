@@ -15,7 +15,7 @@ from ._auth import OptionalAccount, RequiredAccount
 from ._context import Context, Ctx, in_thread
 from ._errors import ApiError, error_responses
 from ._payments import accept_order
-from ._tasks import cancel_task, create_task, get_task, list_tasks, task_events
+from ._tasks import cancel_task, check_visible, create_task, get_task, list_tasks, task_events
 
 __all__ = ["router"]
 
@@ -53,6 +53,7 @@ async def submit_task(spec: TaskSpec, ctx: Ctx, account: OptionalAccount) -> Tas
 )
 async def get_tasks(
     ctx: Ctx,
+    viewer: OptionalAccount,
     state: TaskState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     account: Annotated[
@@ -60,26 +61,30 @@ async def get_tasks(
     ] = None,
 ) -> list[Task]:
     """Tasks, newest first; ``state`` keeps only those in that state."""
-    return await in_thread(list_tasks, ctx, state, limit, account)
+    return await in_thread(list_tasks, ctx, state, limit, account, viewer)
 
 
 @router.get(
     "/{task_id}", response_model=Task, summary="Read a task", responses=error_responses(404)
 )
-async def read_task(task_id: str, ctx: Ctx) -> Task:
-    """The task as the coordinator knows it now."""
-    return await in_thread(get_task, ctx, task_id)
+async def read_task(task_id: str, ctx: Ctx, viewer: OptionalAccount) -> Task:
+    """The task as the coordinator knows it now (its owner only, when tasks are private)."""
+    return await in_thread(get_task, ctx, task_id, viewer)
 
 
 @router.post(
     "/{task_id}/cancel",
     response_model=Task,
     summary="Cancel a task",
-    responses=error_responses(404, 409),
+    responses=error_responses(401, 404, 409),
 )
-async def cancel(task_id: str, ctx: Ctx) -> Task:
-    """Cancel a task that has not ended (a cancelled one answers as it is)."""
-    task = await in_thread(cancel_task, ctx, task_id)
+async def cancel(task_id: str, ctx: Ctx, account: OptionalAccount) -> Task:
+    """Cancel a task that has not ended (a cancelled one answers as it is).
+
+    A paid task is cancelled only by its owner's session; for anyone else it
+    is not found (404), as an unknown task is.
+    """
+    task = await in_thread(cancel_task, ctx, task_id, account)
     ctx.events.notify()
     return task
 
@@ -155,6 +160,7 @@ def _resume_point(after: int, last_event_id: str | None) -> int:
 async def stream_events(
     task_id: str,
     ctx: Ctx,
+    viewer: OptionalAccount,
     after: Annotated[int, Query(ge=0, le=_MAX_ID, description="only events with a larger id")] = 0,
     format_: Annotated[Literal["sse", "json"], Query(alias="format")] = "sse",
     limit: Annotated[int, Query(ge=1, le=100_000, description="format=json only")] = 10_000,
@@ -162,6 +168,7 @@ async def stream_events(
 ) -> Response:
     """Stream events after ``Last-Event-ID`` (or ``after``); ends after a terminal state."""
     start = _resume_point(after, last_event_id)
+    await in_thread(check_visible, ctx, task_id, viewer)
     if format_ == "json":
         _, events = await in_thread(task_events, ctx, task_id, start, limit)
         return JSONResponse([e.model_dump(mode="json") for e in events])

@@ -6,11 +6,12 @@ through ``in_thread``.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import false, func, or_, select
 from sqlalchemy.orm import Session
 
 from ..protocol import (
@@ -32,11 +33,14 @@ from ._ids import new_id
 
 __all__ = [
     "cancel_task",
+    "check_visible",
     "count_tasks",
     "create_task",
     "end_run",
     "get_task",
     "list_tasks",
+    "not_yours",
+    "owned_row",
     "set_state",
     "task_events",
     "task_from_row",
@@ -64,7 +68,15 @@ def task_from_row(row: TaskRow) -> Task:
         verification=(
             Verification.model_validate_json(row.verification) if row.verification else None
         ),
+        attempt=row.attempt or 1,
+        checkpoint_step=_checkpoint_step(row.checkpoint),
     )
+
+
+def _checkpoint_step(checkpoint: str | None) -> int | None:
+    if not checkpoint:
+        return None
+    return int(json.loads(checkpoint)["step"])  # a CheckpointPost, stored by ._resume
 
 
 def task_row(session: Session, task_id: str) -> TaskRow:
@@ -189,17 +201,36 @@ def create_task(ctx: Context, spec: TaskSpec, account: str | None = None) -> Tas
         return task_from_row(row)
 
 
-def get_task(ctx: Context, task_id: str) -> Task:
-    """The task ``task_id``; 404 when unknown."""
+def get_task(ctx: Context, task_id: str, viewer: str | None = None) -> Task:
+    """The task ``task_id``; 404 when unknown, or not ``viewer``'s on a private coordinator."""
     with ctx.db.read() as session:
+        if ctx.settings.private_tasks:
+            return task_from_row(owned_row(session, task_id, viewer))
         return task_from_row(task_row(session, task_id))
 
 
+def check_visible(ctx: Context, task_id: str, viewer: str | None) -> None:
+    """404 unless ``viewer`` may read ``task_id`` (anyone may, unless tasks are private)."""
+    if ctx.settings.private_tasks:
+        with ctx.db.read() as session:
+            owned_row(session, task_id, viewer)
+
+
 def list_tasks(
-    ctx: Context, state: TaskState | None, limit: int, account: str | None = None
+    ctx: Context,
+    state: TaskState | None,
+    limit: int,
+    account: str | None = None,
+    viewer: str | None = None,
 ) -> list[Task]:
-    """Tasks, newest first, optionally only those in ``state`` or of ``account``."""
+    """Tasks, newest first, optionally only those in ``state`` or of ``account``.
+
+    On a private coordinator, only tasks without an owner and ``viewer``'s own.
+    """
     query = select(TaskRow).order_by(TaskRow.seq.desc()).limit(limit)
+    if ctx.settings.private_tasks:
+        mine = func.lower(TaskRow.account) == viewer.lower() if viewer is not None else false()
+        query = query.where(or_(TaskRow.account.is_(None), mine))
     if state is not None:
         query = query.where(TaskRow.state == state.value)
     if account is not None:
@@ -214,15 +245,47 @@ def count_tasks(ctx: Context) -> int:
         return int(session.scalar(select(func.count()).select_from(TaskRow)) or 0)
 
 
-def cancel_task(ctx: Context, task_id: str) -> Task:
+def not_yours(task_id: str, account: str | None) -> ApiError:
+    """The 404 for a task that is unknown or belongs to another account (the same answer)."""
+    if account is None:
+        return ApiError(
+            404,
+            f"task {task_id} not found; a paid task is visible only to its owner: sign in "
+            "with the wallet that submitted it",
+            "task_id",
+        )
+    return ApiError(404, f"task {task_id} not found among the tasks of {account}", "task_id")
+
+
+def owned_row(session: Session, task_id: str, account: str | None) -> TaskRow:
+    """The row of ``task_id`` when ``account`` may act on it (its owner, or anyone for a
+    task without an owner); :func:`not_yours` otherwise."""
+    row = session.scalar(select(TaskRow).where(TaskRow.id == task_id))
+    if row is None:
+        if account is None and not _any_owned(session):
+            raise ApiError(404, f"task {task_id} not found", "task_id")
+        raise not_yours(task_id, account)
+    if row.account is not None and (account is None or account.lower() != row.account.lower()):
+        raise not_yours(task_id, account)
+    return row
+
+
+def _any_owned(session: Session) -> bool:
+    owned = select(TaskRow.id).where(TaskRow.account.is_not(None)).limit(1)
+    return session.scalar(owned) is not None
+
+
+def cancel_task(ctx: Context, task_id: str, account: str | None = None) -> Task:
     """Cancel a task that has not ended; 409 when it ended otherwise.
 
-    A running task's lease stays held: its provider learns of the cancel from
-    its next heartbeat or event post and stops the worker.
+    A task with an owner is cancelled only by that account (signed in);
+    another caller gets the 404 of an unknown task. A running task's lease
+    stays held: its provider learns of the cancel from its next heartbeat or
+    event post and stops the worker.
     """
     now = time.time()
     with ctx.db.write() as session:
-        row = task_row(session, task_id)
+        row = owned_row(session, task_id, account)
         state = TaskState(row.state)
         if state is TaskState.CANCELLED:
             return task_from_row(row)

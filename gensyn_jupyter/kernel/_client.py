@@ -48,6 +48,30 @@ class _SessionAuth(httpx.Auth):
         yield request
 
 
+class _Reconnecting(httpx.HTTPTransport):
+    """Tries a call again while the coordinator refuses connections (restarting).
+
+    Only failures to connect are retried (nothing was sent, so any call is safe
+    to repeat), with backoff, for ``patience`` seconds; then the error stands.
+    """
+
+    def __init__(self, *, patience: float = 20.0) -> None:
+        super().__init__()
+        self._patience = patience
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        deadline = time.monotonic() + self._patience
+        delay = 0.1
+        while True:
+            try:
+                return super().handle_request(request)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                if time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, _MAX_BACKOFF)
+
+
 class CoordinatorClient:
     """Task calls and the event stream, over one kept-alive ``httpx.Client``.
 
@@ -66,7 +90,7 @@ class CoordinatorClient:
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout),
-            transport=transport,
+            transport=transport if transport is not None else _Reconnecting(),
             auth=_SessionAuth(self.base_url),
         )
         self.blobs = BlobClient(client=self._http)

@@ -181,7 +181,7 @@ class TaskHandle:
             if view is not None:
                 view.add_log(text, stream=event.kind)
         elif event.kind == "metrics":
-            points = [p for p in data.get("points", []) if isinstance(p, dict)]
+            points = [_ranked(p) for p in data.get("points", []) if isinstance(p, dict)]
             with self._lock:
                 for point in points:
                     steps, values = self._series.setdefault(
@@ -329,7 +329,14 @@ class TaskHandle:
             result = task.result
             values = self._client.blobs.get_blob(result.values) if result.values else None
             tensors = self._client.blobs.get_blob(result.tensors) if result.tensors else None
-            self.outputs = decode_results(values, tensors) if values is not None else {}
+            try:
+                self.outputs = decode_results(values, tensors) if values is not None else {}
+            except ValueError as exc:
+                raise GensynError(
+                    f"task {task.id}: the result provider {self.provider} sent was refused "
+                    f"({exc}); nothing was loaded (results come back as JSON and safetensors "
+                    "only, never unpickled)"
+                ) from exc
             self.refused = {o.name: o.note for o in result.outputs if o.kind == "refused"}
         self.duration = task.result.duration_s
         self.steps = max(self.steps, task.result.steps)
@@ -468,3 +475,11 @@ def _last_message(task: Task) -> str:
     if verification.ruling is not None:
         where += "; the referee re-executed it and ruled fraud"
     return where
+
+
+def _ranked(point: dict[str, Any]) -> dict[str, Any]:
+    """A point of rank R > 0 (``--gpus N``) goes to its own series, ``loss (rank R)``."""
+    rank = point.get("rank")
+    if not rank:
+        return point
+    return {**point, "name": f"{point['name']} (rank {rank})"}

@@ -35,6 +35,49 @@ def _is_target(kind: str, target: Any) -> bool:
     )
 
 
+def _check_module_state(module: Any, state: Any) -> None:
+    """Refuse a state dict that does not fit ``module`` before any of it is copied.
+
+    ``load_state_dict`` copies the entries that fit before it raises for those
+    that do not, which would leave a module half overwritten by a bad result.
+    """
+    import torch
+
+    own = module.state_dict()
+    if not isinstance(state, Mapping):
+        raise RuntimeError(f"the state is a {type(state).__name__}, not a state dict")
+    missing = sorted(k for k in own if k not in state)
+    unexpected = sorted(str(k) for k in state if k not in own)
+    shapes = [
+        f"{k}: {_shape(state[k])} for {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state
+        and isinstance(v, torch.Tensor)
+        and (not isinstance(state[k], torch.Tensor) or state[k].shape != v.shape)
+        and not _is_uninitialized(v)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {missing}")
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected}")
+    if shapes:
+        problems.append("wrong shapes (sent for expected) " + "; ".join(shapes))
+    if problems:
+        raise RuntimeError(", ".join(problems))
+
+
+def _shape(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    return str(tuple(shape)) if shape is not None else f"a {type(value).__name__}"
+
+
+def _is_uninitialized(tensor: Any) -> bool:
+    from torch.nn.parameter import is_lazy
+
+    return bool(is_lazy(tensor))
+
+
 def apply_results(
     namespace: MutableMapping[str, Any],
     values: Mapping[str, Any],
@@ -71,6 +114,8 @@ def apply_results(
                 continue
             assert target is not None
             try:
+                if info.kind == "module_state":
+                    _check_module_state(target, value)
                 target.load_state_dict(value)
             except (RuntimeError, ValueError, KeyError) as exc:
                 raise RuntimeError(

@@ -57,7 +57,14 @@ class GensynMagics(Magics):
         return self._clients[url]
 
     @magic_arguments()
-    @argument("--gpus", type=int, default=1, help="GPUs to lease on one provider (default 1)")
+    @argument(
+        "--gpus",
+        type=int,
+        default=1,
+        help="devices to lease on one provider (default 1); N > 1 runs N ranks of the cell "
+        "(torch.distributed: NCCL on CUDA, gloo with N processes on the CPU), with gradients "
+        "averaged and input DataLoaders sharded unless the cell sets up DDP itself",
+    )
     @argument(
         "--verify",
         choices=["none", "spot", "replicate"],
@@ -111,6 +118,11 @@ class GensynMagics(Magics):
             )
         if args.gpus < 1:
             raise GensynError(f"--gpus {args.gpus}: ask for at least 1")
+        if args.gpus > 1 and args.verify == "spot":
+            raise GensynError(
+                f"--verify spot replays one segment in one process, and --gpus {args.gpus} runs "
+                "several ranks that talk to each other: use --verify replicate (or none)"
+            )
         if args.checkpoint_every is not None and args.checkpoint_every < 0:
             raise GensynError(f"--checkpoint-every {args.checkpoint_every}: use 0 or more steps")
         if not args.output.isidentifier():

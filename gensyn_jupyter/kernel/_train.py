@@ -100,7 +100,7 @@ def _warn_if_no_provider_fits(
     fits = [
         p
         for p in online
-        if options.gpus <= max(1, len(p.info.gpus))
+        if options.gpus <= p.info.slots(options.device)
         and (options.device != "cuda" or p.info.device_type == "cuda")
     ]
     if not fits:

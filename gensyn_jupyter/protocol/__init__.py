@@ -32,6 +32,7 @@ from ._payment import (
     format_eth,
 )
 from ._receipt import RECEIPT_VERSION, Receipt, output_hash
+from ._resume import CheckpointPost
 from ._states import TERMINAL_STATES, TaskState, VerifyMode
 from ._task import (
     ErrorBody,
@@ -77,6 +78,7 @@ __all__ = [
     "ChainInfo",
     "CheckpointBlob",
     "CheckpointLeaf",
+    "CheckpointPost",
     "Commitment",
     "CoordinatorError",
     "DeterminismClass",

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ._bundle import Sha256
 from ._commitment import Commitment
 from ._payment import Payment
+from ._resume import CheckpointPost
 from ._states import TaskState, VerifyMode
 from ._verify import CheckpointBlob, Verification, VerifyJob
 
@@ -143,6 +144,15 @@ class ProviderInfo(_Model):
         description="'referee': takes only referee jobs (its address must be the market's referee)",
     )
 
+    def slots(self, device: str) -> int:
+        """How many ranks (``--gpus N``) of a task for ``device`` this provider runs at once.
+
+        One per GPU for a task that runs on CUDA; on the CPU one process per core.
+        """
+        if self.device_type == "cuda" and device != "cpu":
+            return max(1, len(self.gpus))
+        return max(1, self.cpu_count)
+
 
 class Provider(_Model):
     id: str
@@ -188,6 +198,12 @@ class Task(_Model):
     verification: Verification | None = Field(
         default=None, description="spot or replicate: sampled segments, verdicts, ruling"
     )
+    attempt: int = Field(
+        default=1, ge=1, description="1, then one more each time a lost provider's run resumes"
+    )
+    checkpoint_step: int | None = Field(
+        default=None, description="step of the latest checkpoint a lost run would resume from"
+    )
 
 
 class Lease(_Model):
@@ -201,6 +217,10 @@ class Lease(_Model):
     job: VerifyJob | None = Field(
         default=None, description="set when the lease is a verification job, not a run"
     )
+    resume: CheckpointPost | None = Field(
+        default=None,
+        description="set when an earlier provider was lost: restore this checkpoint and go on",
+    )
 
 
 EventKind = Literal["state", "stdout", "stderr", "metrics", "log"]
@@ -210,6 +230,9 @@ class MetricPoint(_Model):
     step: int = Field(ge=0)
     name: str = Field(min_length=1, max_length=100)
     value: float
+    rank: int | None = Field(
+        default=None, ge=0, le=63, description="the rank that logged it (tasks with --gpus N > 1)"
+    )
 
 
 class EventIn(_Model):
@@ -226,6 +249,12 @@ class EventIn(_Model):
 
 class EventsPost(_Model):
     events: Annotated[list[EventIn], Field(max_length=10_000)]
+    seq: int | None = Field(
+        default=None,
+        ge=1,
+        description="the post's number within its lease (1, 2, ...): a retry sends the same "
+        "number, and a post whose number was already recorded is acknowledged, not stored twice",
+    )
 
 
 class EventsPostReply(_Model):

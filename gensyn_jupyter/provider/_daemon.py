@@ -18,6 +18,7 @@ from ._hardware import detect_hardware
 from ._payout import Payout
 from ._pool import WorkerPool, worker_environment
 from ._runner import TaskRunner
+from ._sandbox import Sandbox, SandboxPolicy
 
 __all__ = ["run_provider"]
 
@@ -41,6 +42,10 @@ class _Daemon:
         self.runner = runner
         self.stop = stop
         self.reregister = threading.Event()
+        self.draining = threading.Event()
+        """Set by SIGTERM while a task runs: finish it, take no new lease."""
+        self.busy: str | None = None
+        """The task running now, if any."""
 
     def log(self, message: str) -> None:
         _log(self.info.name, message)
@@ -119,7 +124,7 @@ class _Daemon:
 
     def lease_loop(self) -> None:
         backoff = 0.2
-        while not self.stop.is_set():
+        while not self.stop.is_set() and not self.draining.is_set():
             if self.reregister.is_set():
                 self.register()
             try:
@@ -140,7 +145,30 @@ class _Daemon:
             if lease is not None:
                 what = f"{lease.job.kind} job {lease.job.id} on " if lease.job else ""
                 self.log(f"leased {what}{lease.task.id}")
-                self.runner.run(lease)
+                self.busy = lease.task.id
+                try:
+                    self.runner.run(lease)
+                finally:
+                    self.busy = None
+
+    def drain(self, grace: float) -> None:
+        """SIGTERM while a task runs: poll no more; after ``grace`` s, stop it and hand it back."""
+        self.draining.set()
+        task = self.busy
+        self.log(f"stopping: {task} may finish within {grace:g} s; no new lease is taken")
+        reason = (
+            f"provider {self.info.name} was shut down (SIGTERM) and the task did not finish "
+            f"within its grace period of {grace:g} s; run the cell again to run it elsewhere"
+        )
+
+        def give_up() -> None:
+            if self.stop.wait(grace):
+                return
+            while self.busy is not None and not self.stop.is_set():
+                self.runner.abandon_current(reason)
+                self.stop.wait(0.5)
+
+        threading.Thread(target=give_up, name="gensyn-grace", daemon=True).start()
 
 
 def run_provider(
@@ -153,8 +181,14 @@ def run_provider(
     account: LocalAccount | None = None,
     cheat: str | None = None,
     referee: bool = False,
+    grace_seconds: float = 30.0,
+    sandbox: SandboxPolicy | None = None,
 ) -> None:
     """Serve leases from ``coordinator`` until SIGINT or SIGTERM.
+
+    SIGTERM lets a running task finish (for ``grace_seconds``; then it is
+    stopped and posted as failed, saying why) and takes no new lease; a second
+    SIGTERM, or SIGINT, stops at once.
 
     Parameters
     ----------
@@ -175,13 +209,25 @@ def run_provider(
     referee
         Take only referee jobs (re-execute challenged segments and rule on chain);
         the key must be the market's referee.
+    grace_seconds
+        On SIGTERM, how long the running task may go on before it is handed back.
+    sandbox
+        How workers are confined (default: :class:`SandboxPolicy`'s defaults; see
+        ``docs/sandbox.md``); the log says what this machine could not provide.
     """
     info = detect_hardware(name=name, device=device)
     if referee:
         info = info.model_copy(update={"role": "referee"})
     client = ProviderClient(base_url=coordinator)
     stop = threading.Event()
-    pool = WorkerPool(env=worker_environment(home=work_dir / "home", threads=threads), cwd=work_dir)
+    confinement = Sandbox(
+        sandbox or SandboxPolicy(), work_dir=work_dir, log=lambda message: _log(info.name, message)
+    )
+    pool = WorkerPool(
+        env=worker_environment(home=work_dir / "home", threads=threads),
+        cwd=work_dir,
+        sandbox=confinement,
+    )
     pool.replenish()
     runner = TaskRunner(
         client=client,
@@ -195,6 +241,9 @@ def run_provider(
     daemon = _Daemon(client=client, info=info, runner=runner, stop=stop, account=account)
 
     def _on_signal(signum: int, _frame: object) -> None:
+        if signum == signal.SIGTERM and daemon.busy is not None and not daemon.draining.is_set():
+            daemon.drain(grace_seconds)
+            return
         stop.set()
         raise KeyboardInterrupt
 

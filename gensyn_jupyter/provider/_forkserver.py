@@ -28,6 +28,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -39,8 +40,16 @@ _MAX_MESSAGE = 4096
 class ForkedProcess:
     """The provider's handle on a forked worker: the parts of ``Popen`` it uses."""
 
-    def __init__(self, pid: int, stdin: IO[bytes], stdout: IO[bytes], stderr: IO[bytes]) -> None:
+    def __init__(
+        self,
+        pid: int,
+        stdin: IO[bytes],
+        stdout: IO[bytes],
+        stderr: IO[bytes],
+        on_exit: Callable[[], None] | None = None,
+    ) -> None:
         self.pid = pid
+        self._on_exit = on_exit
         self.stdin: IO[bytes] | None = stdin
         self.stdout: IO[bytes] | None = stdout
         self.stderr: IO[bytes] | None = stderr
@@ -48,6 +57,13 @@ class ForkedProcess:
         self._exited = threading.Event()
 
     def _set_exit(self, code: int) -> None:
+        if self._on_exit is not None:  # the sandbox's clean-up: before anyone reads results
+            try:
+                self._on_exit()
+            except Exception as exc:
+                print(
+                    f"[forkserver] clean-up after worker {self.pid} failed: {exc}", file=sys.stderr
+                )
         self.returncode = code
         self._exited.set()
 
@@ -99,8 +115,19 @@ class ForkServer:
         """True once the server has imported torch (and is still running)."""
         return self._ready.wait(timeout) and self.alive
 
-    def spawn(self, *, control_fd: int, timeout: float = 10.0) -> ForkedProcess:
-        """Fork a worker whose control pipe is ``control_fd`` (its write end; closed here)."""
+    def spawn(
+        self,
+        *,
+        control_fd: int,
+        timeout: float = 10.0,
+        sandbox: dict[str, Any] | None = None,
+        on_exit: Callable[[], None] | None = None,
+    ) -> ForkedProcess:
+        """Fork a worker whose control pipe is ``control_fd`` (its write end; closed here).
+
+        ``sandbox``: the spec the child enters before anything else
+        (``._sandbox_enter``); ``on_exit`` runs once it exited, before ``wait`` returns.
+        """
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -110,7 +137,7 @@ class ForkServer:
             request = str(self._counter)
             event = self._replies[request] = threading.Event()
         try:
-            message = json.dumps({"spawn": request}).encode()
+            message = json.dumps({"spawn": request, "sandbox": sandbox}).encode()
             socket.send_fds(self._sock, [message], child_fds)
         except OSError:
             for fd in (in_w, out_r, err_r):
@@ -125,7 +152,7 @@ class ForkServer:
             raise RuntimeError("the fork server did not fork a worker")
         pid = self._pids.pop(request)
         child = ForkedProcess(
-            pid, os.fdopen(in_w, "wb"), os.fdopen(out_r, "rb"), os.fdopen(err_r, "rb")
+            pid, os.fdopen(in_w, "wb"), os.fdopen(out_r, "rb"), os.fdopen(err_r, "rb"), on_exit
         )
         with self._lock:
             self._children[pid] = child
@@ -201,7 +228,8 @@ def _serve(sock: socket.socket) -> None:
             data, fds, _flags, _addr = socket.recv_fds(sock, _MAX_MESSAGE, 4)
             if not data:
                 return  # the provider is gone
-            request = json.loads(data)["spawn"]
+            message = json.loads(data)
+            request = message["spawn"]
             pid = os.fork()
             if pid == 0:
                 signal.set_wakeup_fd(-1)
@@ -209,7 +237,7 @@ def _serve(sock: socket.socket) -> None:
                 os.close(wake_r)
                 os.close(wake_w)
                 sock.close()
-                _child(fds, _die_with_parent)
+                _child(fds, _die_with_parent, message.get("sandbox"))
             for fd in fds:
                 os.close(fd)
             sock.send(json.dumps({"spawned": request, "pid": pid}).encode())
@@ -227,8 +255,12 @@ def _reap(sock: socket.socket) -> None:
         sock.send(json.dumps({"exited": pid, "code": code}).encode())
 
 
-def _child(fds: list[int], die_with_parent: Any) -> None:
-    """In the fork: take the pipes, lead a process group, run one job like a worker."""
+def _child(fds: list[int], die_with_parent: Any, sandbox: dict[str, Any] | None = None) -> None:
+    """In the fork: take the pipes, lead a process group, run one job like a worker.
+
+    With ``sandbox``, the child enters it (``._sandbox_enter.enter``) before the
+    parent-death signal is set (a uid change would clear it) and before any job.
+    """
     try:
         os.setsid()
         stdin, stdout, stderr, control_fd = fds
@@ -239,6 +271,10 @@ def _child(fds: list[int], die_with_parent: Any) -> None:
         # unbuffered like `python -u` (the provider streams what the cell prints)
         sys.stdout = io.TextIOWrapper(open(1, "wb", 0, closefd=False), write_through=True)  # noqa: SIM115
         sys.stderr = io.TextIOWrapper(open(2, "wb", 0, closefd=False), write_through=True)  # noqa: SIM115
+        if sandbox is not None:
+            from ._sandbox_enter import enter
+
+            enter(sandbox)
         die_with_parent(0)
         import torch
 

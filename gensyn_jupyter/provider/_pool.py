@@ -14,10 +14,12 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
 from ._forkserver import ForkedProcess, ForkServer
+from ._sandbox import Sandbox
 
 __all__ = ["Worker", "WorkerPool", "worker_environment"]
 
@@ -60,23 +62,41 @@ class Worker:
 
     proc: subprocess.Popen[bytes] | ForkedProcess
 
-    def __init__(self, *, env: dict[str, str], cwd: Path, server: ForkServer | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        server: ForkServer | None = None,
+        sandbox: Sandbox | None = None,
+    ) -> None:
+        self._sandbox = sandbox
+        self.uid = sandbox.next_uid() if sandbox is not None else None
+        """The worker's own uid in the sandbox (None: the provider's)."""
+        self._spec = sandbox.child_spec(self.uid) if sandbox is not None else None
+        self._granted: list[Path] = []
+        self._released = threading.Lock()
         read_fd, write_fd = os.pipe()
         self.control: IO[bytes] = os.fdopen(read_fd, "rb")
         self._ready = threading.Event()
         self._first: dict[str, Any] | None = None
         if server is None:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-u",
-                    "-m",
-                    "gensyn_jupyter.provider._worker",
-                    "--control-fd",
-                    str(write_fd),
-                    "--parent-pid",
-                    str(os.getpid()),
-                ],
+            command = [
+                sys.executable,
+                "-u",
+                "-m",
+                "gensyn_jupyter.provider._worker",
+                "--control-fd",
+                str(write_fd),
+                "--parent-pid",
+                str(os.getpid()),
+            ]
+            if self._spec is not None:  # enter the sandbox, then exec the worker
+                enter = [sys.executable, "-m", "gensyn_jupyter.provider._sandbox_enter"]
+                command = [*enter, "--spec", json.dumps(self._spec), "--", *command]
+            self.proc = _Popen(
+                command,
+                self._release,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -98,7 +118,9 @@ class Worker:
             self._ready.set()
             return
         try:
-            self.proc = server.spawn(control_fd=write_fd)  # closes write_fd
+            self.proc = server.spawn(  # closes write_fd
+                control_fd=write_fd, sandbox=self._spec, on_exit=self._release
+            )
         except (OSError, RuntimeError):
             self._ready.set()
             return
@@ -121,6 +143,9 @@ class Worker:
         return self._ready.wait(timeout) and self._first is not None
 
     def start_job(self, job: dict[str, Any]) -> None:
+        """Send the job (its directories handed to the worker's uid, its paths as it sees them)."""
+        if self._sandbox is not None:
+            job, self._granted = self._sandbox.grant(job, self.uid)
         assert self.proc.stdin is not None
         self.proc.stdin.write((json.dumps(job) + "\n").encode())
         self.proc.stdin.close()
@@ -132,6 +157,24 @@ class Worker:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
 
+    def _release(self) -> None:
+        """Once it exited: the sandbox kills what it left and takes its directories back."""
+        if self._sandbox is not None and self._released.acquire(blocking=False):
+            self._sandbox.release(self.uid, self._granted)
+
+
+class _Popen(subprocess.Popen[bytes]):
+    """A cold worker's process: runs the sandbox's clean-up once it has exited."""
+
+    def __init__(self, args: list[str], on_exit: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(args, **kwargs)
+        self._on_exit = on_exit
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = super().wait(timeout)
+        self._on_exit()
+        return code
+
 
 class WorkerPool:
     """Keeps ``size`` warm workers ready; hands out the readiest and starts the next.
@@ -142,7 +185,15 @@ class WorkerPool:
     cold. Two spares by default, so a cell run again right away finds one.
     """
 
-    def __init__(self, *, env: dict[str, str], cwd: Path, size: int = 2, fork: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        size: int = 2,
+        fork: bool = True,
+        sandbox: Sandbox | None = None,
+    ) -> None:
         if size < 1:
             raise ValueError(f"a worker pool needs at least 1 worker, got {size}")
         self._env = env
@@ -153,6 +204,8 @@ class WorkerPool:
         self._fork = fork
         self._server: ForkServer | None = None
         self._server_starts = 0
+        self.sandbox = sandbox
+        """Where workers run the cell (None: as the provider, unconfined)."""
 
     def _fork_server(self) -> ForkServer | None:
         """The running fork server (started or restarted here), or None: start cold."""
@@ -171,7 +224,8 @@ class WorkerPool:
             self._spares = [w for w in self._spares if w.alive()]
             while len(self._spares) < self._size:
                 server = self._fork_server()
-                self._spares.append(Worker(env=self._env, cwd=self._cwd, server=server))
+                worker = Worker(env=self._env, cwd=self._cwd, server=server, sandbox=self.sandbox)
+                self._spares.append(worker)
 
     def take(self, *, timeout: float = 120.0) -> Worker:
         """A ready worker (the oldest spare, which is the likeliest to be warm)."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -10,61 +9,31 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
 
 from ..protocol import (
     Bundle,
     CheckpointBlob,
     CoordinatorError,
-    EventIn,
     Lease,
     ProviderInfo,
     RemoteError,
     ResultManifest,
     sha256_hex,
 )
+from ._checkpoint_upload import CheckpointUploader, fetch_resume
 from ._client import ProviderClient
 from ._payout import Payout
 from ._pool import Worker, WorkerPool
+from ._pumps import Outbox as _Outbox
+from ._pumps import StderrTail as _Tail
+from ._pumps import discard_loop as _discard_loop
+from ._pumps import pump_control as _pump_control
+from ._pumps import pump_text as _pump_text
+from ._sandbox_hints import explain
 
 __all__ = ["TaskRunner"]
 
 _SEND_INTERVAL = 0.1
-_STDERR_TAIL = 4000
-
-
-class _Outbox:
-    """Events waiting to be posted, merged so one flush is one request."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._events: list[EventIn] = []
-        self.ready = threading.Event()
-
-    def add(self, kind: str, **data: object) -> None:
-        self.ready.set()
-        with self._lock:
-            last = self._events[-1] if self._events else None
-            if last is not None and last.kind == kind and kind in ("stdout", "stderr"):
-                last.data["text"] = str(last.data["text"]) + str(data["text"])
-            elif last is not None and last.kind == kind == "metrics":
-                points = last.data["points"]
-                assert isinstance(points, list) and isinstance(data["points"], list)
-                points.extend(data["points"])
-            else:
-                self._events.append(EventIn.model_validate({"kind": kind, "data": dict(data)}))
-
-    def drain(self) -> list[EventIn]:
-        with self._lock:
-            self.ready.clear()
-            events, self._events = self._events, []
-        return events
-
-    def requeue(self, events: list[EventIn]) -> None:
-        """Put back events a failed post did not deliver, ahead of newer ones."""
-        with self._lock:
-            self._events[:0] = events
-            self.ready.set()
 
 
 class TaskRunner:
@@ -98,6 +67,7 @@ class TaskRunner:
         self._lock = threading.Lock()
         self._current: tuple[str, Worker] | None = None
         self._cancelled = threading.Event()
+        self._abandoned: str | None = None
 
     # What a verification job (._verifier) uses of this runner.
     @property
@@ -134,6 +104,13 @@ class TaskRunner:
         if current is not None and current[0] == task_id:
             self._cancelled.set()
             current[1].kill()
+
+    def abandon_current(self, reason: str) -> None:
+        """Stop the running task and post ``reason`` as its error (the provider shuts down)."""
+        with self._lock:
+            if self._current is not None:
+                self._abandoned = reason
+                self._current[1].kill()
 
     def kill_current(self) -> None:
         with self._lock:
@@ -180,6 +157,8 @@ class TaskRunner:
         workdir.mkdir(parents=True)
         try:
             self._prepare(lease)
+            if lease.resume is not None:  # an earlier provider was lost: its checkpoints
+                fetch_resume(self._client, lease.resume, self._checkpoint_dir / task.id)
         except (CoordinatorError, ValueError, OSError) as exc:
             self._post_result(
                 lease,
@@ -194,12 +173,20 @@ class TaskRunner:
         with self._lock:
             self._current = (task.id, worker)
         stderr_tail = _Tail()
+        uploader = None  # free runs post each checkpoint: they resume elsewhere if this dies
+        if not replica and task.payment is None:
+            known = lease.resume.blobs if lease.resume is not None else []
+            directory = self._checkpoint_dir / task.id
+            uploader = CheckpointUploader(self._client, lease, directory, self._log, known)
         pumps = [
             threading.Thread(target=_pump_text, args=(worker.proc.stdout, "stdout", outbox, None)),
             threading.Thread(
                 target=_pump_text, args=(worker.proc.stderr, "stderr", outbox, stderr_tail.add)
             ),
-            threading.Thread(target=_pump_control, args=(worker.control, outbox)),
+            threading.Thread(
+                target=_pump_control,
+                args=(worker.control, outbox, uploader.offer if uploader else None),
+            ),
         ]
         for pump in pumps:
             pump.daemon = True
@@ -212,9 +199,11 @@ class TaskRunner:
                 "bundle": task.spec.bundle,
                 "device": device,
                 "threads": self._threads,
+                "gpus": task.spec.gpus,
                 "task_id": task.id,
                 "checkpoint_dir": str(self._checkpoint_dir / task.id),
                 "cheat": self.cheat,
+                "resume": lease.resume.model_dump(mode="json") if lease.resume else None,
             }
         )
         self._log(f"running {task.id} on {device} (worker pid {worker.proc.pid})")
@@ -235,21 +224,36 @@ class TaskRunner:
             worker.proc.wait()
         for pump in pumps:
             pump.join(timeout=10)
+        if uploader is not None:
+            uploader.close()
         done.set()
         sender.join(timeout=30)
         with self._lock:
             self._current = None
         try:
+            if self._abandoned is not None:
+                reason, self._abandoned = self._abandoned, None
+                error = RemoteError(type="ProviderShutdown", message=reason)
+                self._post_result(lease, ResultManifest(error=error, device=device))
+                return
             if self._cancelled.is_set():
                 self._log(f"{task.id} was cancelled; worker stopped")
                 if self.payout is not None and task.payment is not None:
                     spent = time.monotonic() - started
                     self.payout.commit(lease, ResultManifest(duration_s=spent, device=device))
                 return
-            manifest = self._collect(
-                workdir, worker, stderr_tail.text, timed_out, task.spec.max_seconds
-            )
+            try:
+                manifest = self._collect(
+                    workdir, worker, stderr_tail.text, timed_out, task.spec.max_seconds
+                )
+            except CoordinatorError as exc:  # e.g. 507: the coordinator's disk is full
+                message = f"the provider could not upload the result: {exc.detail}"
+                manifest = ResultManifest(
+                    error=RemoteError(type="ResultUploadFailed", message=message)
+                )
             manifest.device = device
+            if manifest.error is not None:  # say which sandbox limit stopped the cell, if one did
+                manifest.error = explain(manifest.error, self._pool.sandbox)
             if task.spec.verify != "none" and manifest.commitment is not None:
                 manifest.checkpoints = self._upload_checkpoints(task.id, manifest)
             self._post_result(lease, manifest)
@@ -310,7 +314,16 @@ class TaskRunner:
                     type="WorkerDied", message=f"the worker process {how} before finishing{detail}"
                 )
             )
-        manifest = ResultManifest.model_validate_json(result.read_text())
+        try:  # written by the cell's process: it may be anything
+            manifest = ResultManifest.model_validate_json(result.read_bytes())
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            return ResultManifest(
+                error=RemoteError(
+                    type="WorkerDied",
+                    message=f"the worker left an unreadable result ({exc.__class__.__name__}): "
+                    "its process was disturbed by the cell (several processes writing it?)",
+                )
+            )
         for name, field in (("values.json", "values"), ("tensors.safetensors", "tensors")):
             path = out / name
             if path.exists():
@@ -358,49 +371,3 @@ class TaskRunner:
             self._log(
                 f"{lease.task.id} {state} in {manifest.duration_s:.2f} s, {manifest.steps} steps"
             )
-
-
-def _discard_loop(outbox: _Outbox, done: threading.Event) -> None:
-    """A replica's events go nowhere (the user follows the first run), but are drained."""
-    while not done.is_set():
-        outbox.ready.wait(0.2)
-        outbox.drain()
-    outbox.drain()
-
-
-class _Tail:
-    """Keeps the end of the worker's stderr for crash messages."""
-
-    def __init__(self) -> None:
-        self.text = ""
-
-    def add(self, text: str) -> None:
-        self.text = (self.text + text)[-_STDERR_TAIL:]
-
-
-def _pump_text(
-    stream: IO[bytes] | None, kind: str, outbox: _Outbox, tee: Callable[[str], None] | None
-) -> None:
-    if stream is None:
-        return
-    fd = stream.fileno()
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return
-        text = chunk.decode("utf-8", errors="replace")
-        outbox.add(kind, text=text)
-        if tee is not None:
-            tee(text)
-
-
-def _pump_control(stream: IO[bytes], outbox: _Outbox) -> None:
-    for raw in stream:
-        try:
-            message = json.loads(raw)
-        except ValueError:
-            continue
-        if message.get("type") == "metrics":
-            outbox.add("metrics", points=list(message["points"]))
-        elif message.get("type") == "log":
-            outbox.add("log", message=str(message["message"]))

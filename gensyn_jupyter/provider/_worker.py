@@ -18,7 +18,10 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._ranks import Ranks
 
 __all__ = ["main"]
 
@@ -28,16 +31,26 @@ def _warm_up() -> None:
 
     # The first optimizer imports torch._dynamo (about 2 s): pay it before the lease.
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    # what a --gpus N task needs, loaded before the sandbox (and before a fork: once)
+    import multiprocessing.synchronize  # noqa: F401
+
+    import torch.distributed
+    import torch.nn.parallel
+    import torch.utils.data.distributed
+
     import gensyn_jupyter.capture  # noqa: F401
 
 
 class _Control:
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
+        self.lock: Any = None
+        """A process-shared lock once the task has several ranks (one pipe for all)."""
 
     def send(self, message: dict[str, Any]) -> None:
-        self._stream.write(json.dumps(message) + "\n")
-        self._stream.flush()
+        with self.lock or contextlib.nullcontext():
+            self._stream.write(json.dumps(message) + "\n")
+            self._stream.flush()
 
 
 def _run(job: dict[str, Any], control: _Control) -> None:
@@ -45,7 +58,7 @@ def _run(job: dict[str, Any], control: _Control) -> None:
 
     from ..capture import encode_results, load_inputs
     from ..protocol import Bundle, RemoteError, ResultManifest
-    from ..verify import Recording, seed_for
+    from ..verify import Recording, deterministic_mode, seed_everything, seed_for
     from ._autolog import Autolog
     from ._cheats import cheating
     from ._placement import place_on_device
@@ -64,7 +77,12 @@ def _run(job: dict[str, Any], control: _Control) -> None:
     bundle = Bundle.model_validate_json(read_blob(job["bundle"]))
     manifest = ResultManifest(device=device)
     started = time.monotonic()
-    autolog = Autolog(emit=lambda points: control.send({"type": "metrics", "points": points}))
+    ranks: Ranks | None = None
+    autolog = Autolog(
+        emit=lambda points: control.send(
+            {"type": "metrics", "points": ranks.label(points) if ranks else points}
+        )
+    )
     try:
         inputs = load_inputs(bundle, read_blob)
     except Exception as exc:  # the bundle itself is bad: say so, never crash silently
@@ -76,11 +94,38 @@ def _run(job: dict[str, Any], control: _Control) -> None:
         return
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
     namespace.update(inputs)
+    if int(job.get("gpus") or 1) > 1:  # --gpus N: this process becomes one of N ranks
+        import multiprocessing
+
+        from ._ranks import fork_ranks
+
+        control.lock = multiprocessing.Lock()
+        ranks = fork_ranks(
+            int(job["gpus"]), device, workdir=Path(job["workdir"]), threads=job.get("threads")
+        )
+        device = ranks.device
+    main_rank = ranks is None or ranks.is_main
     placement = place_on_device(namespace, list(inputs), device=device)
-    for line in placement.lines:
+    lines = placement.lines
+    if ranks is not None:
+        try:
+            lines = [*lines, *ranks.setup(namespace, bundle.source, seed=seed_for(job["bundle"]))]
+        except Exception as exc:
+            manifest.error = RemoteError(
+                type=type(exc).__qualname__,
+                message=f"rank {ranks.rank} could not join the task's process group: {exc}",
+            )
+            if not ranks.is_main:
+                ranks.exit_child(namespace, manifest.error.model_dump())
+            ranks.stop()
+            _finish(out, manifest, started)
+            return
+        if ranks.is_main:
+            ranks.watch(lambda why: _abort(out, manifest, started, why))
+    for line in lines if main_rank else []:
         control.send({"type": "log", "message": line})
     recording: Recording | None = None
-    if bundle.checkpoint_every != 0:
+    if bundle.checkpoint_every != 0 and main_rank:
         checkpoints = job.get("checkpoint_dir")
         recording = Recording(
             bundle.source,
@@ -91,15 +136,23 @@ def _run(job: dict[str, Any], control: _Control) -> None:
             device=device,
             filename=CELL_FILENAME,
         )
+    if recording is not None:  # checkpoints announced for upload; a lost run resumed
+        from ._resume import follow_checkpoints
+
+        follow_checkpoints(recording, job, control, autolog)
     code = recording.code if recording else compile(bundle.source, CELL_FILENAME, "exec")
     # A dishonest provider for tests and the demo (job "cheat"): see ._cheats.
     cheat = cheating(
-        job.get("cheat"),
+        job.get("cheat") if main_rank else None,
         control,
         every=bundle.checkpoint_every,
         expected_steps=job.get("cheat_steps"),
     )
-    with cheat, recording or contextlib.nullcontext():
+    others = contextlib.ExitStack()
+    if ranks is not None and not ranks.is_main and bundle.checkpoint_every != 0:
+        others.enter_context(deterministic_mode())  # as rank 0's recording does
+        seed_everything(seed_for(job["bundle"]) + ranks.rank)
+    with cheat, recording or others:
         autolog.install()
         try:
             exec(code, namespace)
@@ -119,6 +172,13 @@ def _run(job: dict[str, Any], control: _Control) -> None:
                 notes = [f"no checkpoint commitment for this run: {recording.failure}"]
             for note in notes:
                 control.send({"type": "log", "message": note})
+    if ranks is not None:
+        if not ranks.is_main:
+            ranks.exit_child(namespace, manifest.error.model_dump() if manifest.error else None)
+        failure = ranks.join(namespace, failed=manifest.error is not None)
+        if failure is not None:  # another rank's error, the cause of this one's if it has one
+            manifest.error = RemoteError(type="RankFailed", message=failure)
+        ranks.teardown()
     manifest.steps = autolog.steps
     if device.startswith("cuda"):
         manifest.gpu_peak_bytes = int(torch.cuda.max_memory_allocated(torch.device(device)))
@@ -149,6 +209,17 @@ def _finish(out: Path, manifest: Any, started: float) -> None:
     tmp = out / "result.json.tmp"
     tmp.write_text(manifest.model_dump_json())
     os.replace(tmp, out / "result.json")
+
+
+def _abort(out: Path, manifest: Any, started: float, why: str) -> None:
+    """Another rank failed while this one (rank 0) waits in a collective: end the job now."""
+    from ..protocol import RemoteError
+
+    manifest.error = RemoteError(type="RankFailed", message=why)
+    _finish(out, manifest, started)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _die_with_parent(parent_pid: int) -> None:

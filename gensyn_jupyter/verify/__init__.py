@@ -47,6 +47,7 @@ from ._replay import (
     ReplayResult,
     checkpoint_digest,
     replay_segment,
+    restore_at,
 )
 from ._returned import ReturnCheck, check_returned
 from ._session import RunSession
@@ -93,6 +94,7 @@ __all__ = [
     "level_sizes",
     "part_digest",
     "replay_segment",
+    "restore_at",
     "rule_dispute",
     "rule_segment",
     "sample_segments",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,8 @@ class CheckpointRecorder:
         self._pending: int | None = None
         self.failure: str | None = None
         """Why this run has no commitment (hashing or saving a checkpoint failed)."""
+        self.on_saved: Callable[[dict[str, Any]], None] | None = None
+        """Called with :meth:`progress` after each resumable checkpoint is saved."""
 
     def start(self) -> None:
         """Leaf 0: the state before the cell runs; hook the session."""
@@ -195,14 +198,55 @@ class CheckpointRecorder:
                 else {}
             )
             self.store.save(digest.step, kind, tree, hint, digest)
-        self.entries.append(
-            _Entry(digest.step, kind, due, digest, resumable, self.store is not None)
-        )
+        entry = _Entry(digest.step, kind, due, digest, resumable, self.store is not None)
+        self.entries.append(entry)
         self.taken += 1
         interior = len(self.entries) - 1
         if interior > self.cap:
             self._thin()
         self.seconds += time.perf_counter() - started
+        kept = self.entries[-1] is entry  # thinning may have dropped it
+        if self.on_saved is not None and entry.saved and entry.resumable and kept:
+            self.on_saved(self.progress())
+
+    def progress(self) -> dict[str, Any]:
+        """The leaves so far and when the next one is due (a resume point, see ``resume``)."""
+        return {
+            "leaf": len(self.entries) - 1,
+            "step": self.entries[-1].step,
+            "leaves": [_leaf(e).model_dump(mode="json") for e in self.entries],
+            "dues": [e.due for e in self.entries],
+            "every": self.every,
+            "next_due": self._next_due,
+        }
+
+    def resume(
+        self, leaves: list[CheckpointLeaf], dues: list[int], every: int, next_due: int
+    ) -> None:
+        """Continue another run's recording: its leaves so far, its interval, its next due step.
+
+        Called after :meth:`start` (whose leaf 0 must equal the run's) and before the cell runs.
+        """
+        start = "0x" + self.entries[0].digest.leaf.hex() if self.entries else None
+        if start != leaves[0].leaf:
+            raise ValueError(
+                f"the start state hashes to {start}, the run resumed committed {leaves[0].leaf}: "
+                "not the same inputs"
+            )
+        self.entries = [
+            _Entry(
+                leaf.step,
+                leaf.kind,
+                due,
+                StateDigest(step=leaf.step, parts={}, leaf=bytes.fromhex(leaf.leaf[2:])),
+                leaf.resumable,
+                leaf.kind != "start",
+            )
+            for leaf, due in zip(leaves, dues, strict=True)
+        ]
+        self.every = every
+        self._next_due = next_due
+        self._pending = None
 
     def _thin(self) -> None:
         self.every *= 2
@@ -247,18 +291,22 @@ class CheckpointRecorder:
         tree_ = MerkleTree([e.digest.leaf for e in self.entries])
         return Commitment(
             root="0x" + tree_.root.hex(),
-            leaves=[
-                CheckpointLeaf(
-                    step=e.step, kind=e.kind, leaf="0x" + e.digest.leaf.hex(), resumable=e.resumable
-                )
-                for e in self.entries
-            ],
+            leaves=[_leaf(e) for e in self.entries],
             checkpoint_every=self.every,
             seed=self.seed,
             determinism=self.determinism,
             final_parts=digest.parts_hex(),
             notes=list(self.notes),
         )
+
+
+def _leaf(entry: _Entry) -> CheckpointLeaf:
+    return CheckpointLeaf(
+        step=entry.step,
+        kind=entry.kind,
+        leaf="0x" + entry.digest.leaf.hex(),
+        resumable=entry.resumable,
+    )
 
 
 def _auto_interval(tree: Any) -> int:

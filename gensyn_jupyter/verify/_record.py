@@ -8,7 +8,7 @@ from pathlib import Path
 from types import CodeType, TracebackType
 from typing import Any
 
-from ..protocol import Commitment
+from ..protocol import CheckpointPost, Commitment
 from ._checkpoints import CheckpointRecorder, CheckpointStore
 from ._determinism import (
     NondeterminismWatch,
@@ -16,7 +16,7 @@ from ._determinism import (
     deterministic_mode,
     seed_everything,
 )
-from ._loops import instrument
+from ._loops import FastForwardError, instrument
 from ._session import RunSession
 
 __all__ = ["CELL_FILENAME", "Recording"]
@@ -75,6 +75,8 @@ class Recording:
         self._device = device
         self._stack = contextlib.ExitStack()
         self._watch = NondeterminismWatch()
+        self.resume: CheckpointPost | None = None
+        """Set before entering to continue a lost provider's run from its checkpoint."""
 
     def __enter__(self) -> Recording:
         self._stack.enter_context(deterministic_mode())
@@ -82,6 +84,10 @@ class Recording:
         self.recorder.determinism = determinism_class(self._device)
         seed_everything(self._seed)
         self.recorder.start()  # a failure here only drops the commitment
+        if self.resume is not None:
+            from ._resume import resume_recording
+
+            resume_recording(self, self.resume)
         self.session.install()
         self._stack.callback(self.session.uninstall)
         return self
@@ -100,6 +106,11 @@ class Recording:
         None when a checkpoint could not be hashed or saved (:attr:`failure` says
         why); the cell's own run is never failed by its recording.
         """
+        if self.resume is not None and self.session.tracker.fast_forwarding:
+            raise FastForwardError(
+                f"the resumed cell ended before the position of the checkpoint at step "
+                f"{self.resume.step}: {self.session.tracker.failure or 'it was never reached'}"
+            )
         commitment = self.recorder.finish()
         if commitment is not None:
             commitment.nondeterministic_ops = list(self._watch.ops)

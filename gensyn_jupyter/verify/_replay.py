@@ -32,6 +32,7 @@ __all__ = [
     "ReplayResult",
     "checkpoint_digest",
     "replay_segment",
+    "restore_at",
 ]
 
 Prepare = Callable[[MutableMapping[str, Any]], None]
@@ -100,6 +101,41 @@ def checkpoint_digest(store: CheckpointStore, leaf: CheckpointLeaf) -> StateDige
     return state_digest(tree)
 
 
+def restore_at(
+    session: RunSession,
+    store: CheckpointStore,
+    leaf: CheckpointLeaf,
+    index: int,
+    on_restored: Callable[[], None] | None = None,
+) -> None:
+    """Make ``session``'s cell fast-forward to checkpoint ``index`` and restore its state there.
+
+    Loads the checkpoint, checks it hashes to ``leaf``, and arms the loop
+    tracker: when the cell (run next, instrumented) reaches the checkpoint's
+    loop position, the state is restored and ``on_restored`` called. Used by
+    segment replays and by a run resumed on another provider.
+
+    Raises
+    ------
+    CheckpointMismatch
+        When the stored checkpoint does not hash to ``leaf``.
+    """
+    tree, hint = store.load(leaf.step, leaf.kind)
+    found = state_digest(tree)
+    if "0x" + found.leaf.hex() != leaf.leaf:
+        raise CheckpointMismatch(
+            f"checkpoint {index} (step {leaf.step}) hashes to "
+            f"0x{found.leaf.hex()}, the commitment says {leaf.leaf}"
+        )
+
+    def arrive() -> None:
+        session.restore(tree, hint)
+        if on_restored is not None:
+            on_restored()
+
+    session.tracker.fast_forward(tree["position"], arrive)
+
+
 class _Follower:
     """Hashes the state at each target leaf, the way the recorder took it."""
 
@@ -161,19 +197,11 @@ def _replay_once(
         else:
             if store is None:
                 raise ValueError("a replay from a checkpoint needs the checkpoint store")
-            tree, hint = store.load(leaves[begin].step, leaves[begin].kind)
-            found = state_digest(tree)
-            if "0x" + found.leaf.hex() != leaves[begin].leaf:
-                raise CheckpointMismatch(
-                    f"checkpoint {begin} (step {leaves[begin].step}) hashes to "
-                    f"0x{found.leaf.hex()}, the commitment says {leaves[begin].leaf}"
-                )
 
-            def arrive() -> None:
-                session.restore(tree, hint)
+            def arrived() -> None:
                 follower.restored_at = session.steps
 
-            session.tracker.fast_forward(tree["position"], arrive)
+            restore_at(session, store, leaves[begin], begin, arrived)
         session.on_counted_step = follower.on_step
         session.on_boundary = follower.on_boundary
         session.install()

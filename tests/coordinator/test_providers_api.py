@@ -286,3 +286,17 @@ async def test_a_nan_loss_reaches_every_client(coord: Coord) -> None:
     )
     assert r.status_code == 422 and r.json()["field"] == "duration_s"
     assert (await provider.post_result(lease)).json()["state"] == "settled"
+
+
+async def test_a_multi_device_task_goes_only_to_a_provider_with_that_many_devices(
+    coord: Coord,
+) -> None:
+    cuda_task = await coord.submit(gpus=2, device="cuda")
+    cpu_task = await coord.submit(gpus=3, device="cpu")
+    one_gpu = await coord.register("one", "cuda", gpus=1)
+    assert (await one_gpu.lease()).status_code == 204  # 2 GPUs asked, 1 here; 2 cores only
+    two_cores = await coord.register("cores")  # cpu_count 2: 2 gloo ranks, not 3
+    assert (await two_cores.lease()).status_code == 204
+    two_gpus = await coord.register("two", "cuda", gpus=2)
+    assert (await two_gpus.lease()).json()["task"]["id"] == cuda_task["id"]
+    assert (await coord.task(cpu_task["id"]))["state"] == "queued"
