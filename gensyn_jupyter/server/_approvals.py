@@ -21,6 +21,7 @@ from ..chain import (
     approve_task,
     format_eth,
 )
+from ..config import read_session_token
 from ..protocol import CoordinatorError, Task, TaskState, task_key
 from ._calls import coordinator_errors, fetch_task, request_json, task_of
 from ._errors import ApiError
@@ -184,7 +185,12 @@ def reject(wallet: Wallet, network: str, task_id: str) -> Task:
         link = wallet.sessions.link(network, owner) if wallet.keystore.is_unlocked(owner) else None
     except KeystoreLocked:
         link = None  # cancelling needs no key
-    headers = {"Authorization": link.http.headers["Authorization"]} if link else None
+    stored = read_session_token(network)  # else the session the kernel submitted with
+    headers = (
+        {"Authorization": link.http.headers["Authorization"]}
+        if link
+        else ({"Authorization": f"Bearer {stored}"} if stored else None)
+    )
     body = request_json(
         wallet.http, network, "POST", f"/v1/tasks/{task_id}/cancel", headers=headers
     )

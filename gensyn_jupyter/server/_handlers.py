@@ -12,6 +12,7 @@ from jupyter_server.base.handlers import APIHandler
 from pydantic import TypeAdapter, ValidationError
 from tornado import web
 
+from ..config import read_session_token
 from ..protocol import Provider, Task
 from ._errors import ApiError
 from ._network import Network
@@ -214,7 +215,11 @@ class CancelHandler(_Handler):
         if requested is not None and query is not None and requested != query:
             raise ApiError(400, "network given twice, differently (body and query)", "network")
         network = self.network(requested if requested is not None else query)
-        body = await self.backend.proxy.call(network.url, "POST", f"{path}/cancel")
+        # a task with an owner is cancelled by that account only: the session the
+        # kernel submitted with (the signer's or the panel's stored token)
+        token = read_session_token(network.url)
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        body = await self.backend.proxy.call(network.url, "POST", f"{path}/cancel", headers=headers)
         self.reply('{"task":' + _validated(_TASK, body, network, "a task") + "}")
 
 

@@ -40,8 +40,12 @@ class CoordinatorProxy:
         method: str,
         path: str,
         params: dict[str, str | int] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         """``method`` ``network + path`` and return the JSON answer.
+
+        ``headers`` (a session's ``Authorization``) give way to the class
+        service's under JupyterHub.
 
         Raises
         ------
@@ -55,7 +59,7 @@ class CoordinatorProxy:
                 method,
                 f"{network}{path}",
                 params=params,
-                headers=class_service_headers(network),
+                headers={**(headers or {}), **class_service_headers(network)},
                 timeout=self.timeout,
             )
         except httpx.HTTPError as exc:

@@ -32,7 +32,7 @@ for i in range({_STEPS}):
     opt.zero_grad(); loss.backward(); opt.step()
     if i % 10 == 0:
         print('step', i, flush=True)
-    time.sleep(0.04)
+    time.sleep(0.05)
 """
 
 
@@ -57,9 +57,10 @@ def test_coordinator_killed_mid_run_recovers_and_loses_no_metric(tmp_path: Path)
             time.sleep(1)  # the worker trains on (the restart takes seconds too); metrics wait
             coordinator = start_coordinator(data, port)
 
-            # recovered from the database: the same task, still running, on the same lease
+            # recovered from the database: the same task on the same provider, still running
+            # (or, on a slow machine, just finished: the worker trains on while it is down)
             again = httpx.get(f"{url}/v1/tasks/{task['id']}").json()
-            assert again["state"] == "running", again
+            assert again["state"] in ("running", "settled"), again
             assert again["provider_name"] == task["provider_name"] == "phoenix"
 
             rest = kernel.read_until(msg_id, lambda run: False, timeout=180)
