@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
 
-.PHONY: install demo lab test lint pytest chromium devnet-down clean
+.PHONY: install demo lab test lint pytest chromium postgresql devnet-down clean
 
 $(STAMP): pyproject.toml package.json
 	npm install --no-audit --no-fund  # JupyterLab builder, esbuild, solc-js, anvil
@@ -36,7 +36,11 @@ lint: install
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends chromium)
 
-pytest: install chromium
+# tests/coordinator/test_postgres_replicas.py starts Debian's PostgreSQL server in a temp dir.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v postgres >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends postgresql)
+
+pytest: install chromium postgresql
 	$(BIN)/pytest -n 2 --dist loadgroup
 
 test: lint pytest

@@ -64,6 +64,19 @@ def _parser() -> argparse.ArgumentParser:
     coord.add_argument("--port", type=int, default=8765)
     coord.add_argument("--data-dir", type=Path, required=True)
     coord.add_argument(
+        "--db",
+        default=None,
+        metavar="URL",
+        help="database URL, e.g. postgresql+psycopg://USER:PASSWORD@HOST:5432/gensyn for "
+        "several replicas on one database (default: SQLite in --data-dir); blobs stay in "
+        "--data-dir, so replicas need one shared blob directory (docs/operations.md)",
+    )
+    coord.add_argument(
+        "--migrate",
+        action="store_true",
+        help="upgrade the database schema to this version's newest revision (Alembic) and exit",
+    )
+    coord.add_argument(
         "--lease-ttl",
         type=float,
         default=15.0,
@@ -432,6 +445,23 @@ def _verify_receipt(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _migrate(url: str) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from .coordinator import migrate
+
+    try:
+        before, after = migrate(url)
+    except (SQLAlchemyError, ValueError) as exc:
+        print(f"gensyn coordinator --migrate: {exc}", file=sys.stderr)
+        return 1
+    if before == after:
+        print(f"the database is up to date (schema revision {after})")
+    else:
+        print(f"the database schema was upgraded from {before or 'none'} to revision {after}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``gensyn`` command."""
     argv = sys.argv[1:] if argv is None else argv
@@ -448,6 +478,15 @@ def main(argv: list[str] | None = None) -> int:
         return _wallet(args)
     if args.command == "verify":
         return _verify_receipt(args)
+    if args.command == "coordinator" and (args.db or "").startswith("postgres://"):
+        print(
+            "gensyn coordinator: --db: write postgresql+psycopg://USER:PASSWORD@HOST:PORT/DBNAME "
+            "(SQLAlchemy's spelling; 'postgres://' is not understood)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.command == "coordinator" and args.migrate:
+        return _migrate(args.db or f"sqlite:///{args.data_dir / 'coordinator.sqlite'}")
     if args.command == "coordinator":
         from .coordinator import ChainConfig, RateLimit, serve
 
@@ -480,6 +519,7 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host,
             port=args.port,
             data_dir=args.data_dir,
+            database_url=args.db,
             lease_ttl_seconds=args.lease_ttl,
             heartbeat_seconds=min(2.0, args.lease_ttl / 4),
             log_json=args.log_json,

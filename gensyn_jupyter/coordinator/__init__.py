@@ -6,6 +6,7 @@ See ``docs/protocol.md`` for the API.  ``create_app`` builds the ASGI app;
 
 from ._app import create_app, serve
 from ._chain import ChainConfig
+from ._migrate import head_revision, migrate
 from ._ratelimit import RateLimit
 
-__all__ = ["ChainConfig", "RateLimit", "create_app", "serve"]
+__all__ = ["ChainConfig", "RateLimit", "create_app", "head_revision", "migrate", "serve"]

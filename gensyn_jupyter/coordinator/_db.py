@@ -1,8 +1,13 @@
 """The coordinator's tables (SQLAlchemy 2 ORM) and the database handle.
 
-SQLite by default (WAL, usable from any thread), any SQLAlchemy URL otherwise.
+SQLite by default (WAL, usable from any thread), any SQLAlchemy URL otherwise
+(PostgreSQL, ``postgresql+psycopg://...``, for several coordinator replicas).
 Writes are serialised by one lock so that event ids become visible in id order
 (a reader that asks for ``id > last`` never skips an event committed later).
+On PostgreSQL that lock also spans processes: every write transaction first
+takes one transaction-scoped advisory lock, so the writes of all replicas on
+one database commit one after another (sequence values are handed out in
+that order too).
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
+    Connection,
     Engine,
     Float,
     ForeignKey,
@@ -30,6 +37,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 from sqlalchemy.pool import StaticPool
 
 __all__ = [
+    "WRITE_LOCK_KEY",
     "Base",
     "BlobRow",
     "ChainCursorRow",
@@ -46,6 +54,12 @@ __all__ = [
 ]
 
 
+WRITE_LOCK_KEY = 0x67656E73796E  # "gensyn": the PostgreSQL advisory lock of all writers
+
+_BigId = BigInteger().with_variant(Integer, "sqlite")
+"""A 64-bit key on PostgreSQL; SQLite's INTEGER PRIMARY KEY (already 64-bit) autoincrements."""
+
+
 class Base(DeclarativeBase):
     """Declarative base of the coordinator's tables."""
 
@@ -55,7 +69,7 @@ class TaskRow(Base):
 
     __tablename__ = "tasks"
 
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
     id: Mapped[str] = mapped_column(String(32), unique=True, index=True)
     state: Mapped[str] = mapped_column(String(32), index=True)
     device: Mapped[str] = mapped_column(String(16))
@@ -143,7 +157,7 @@ class BlobRow(Base):
     __tablename__ = "blobs"
 
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
-    size: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[float] = mapped_column(Float)
 
 
@@ -152,7 +166,7 @@ class EventRow(Base):
 
     __tablename__ = "events"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"))
     kind: Mapped[str] = mapped_column(String(16))
     data: Mapped[str] = mapped_column(Text)
@@ -190,7 +204,7 @@ class OrderRow(Base):
     __tablename__ = "orders"
 
     account: Mapped[str] = mapped_column(String(42), primary_key=True)
-    nonce: Mapped[int] = mapped_column(Integer, primary_key=True)
+    nonce: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"), unique=True)
     signature: Mapped[str] = mapped_column(String(132))
     created_at: Mapped[float] = mapped_column(Float)
@@ -203,7 +217,7 @@ class ChainEventRow(Base):
 
     tx_hash: Mapped[str] = mapped_column(String(66), primary_key=True)
     log_index: Mapped[int] = mapped_column(Integer, primary_key=True)
-    block: Mapped[int] = mapped_column(Integer)
+    block: Mapped[int] = mapped_column(BigInteger)
     name: Mapped[str] = mapped_column(String(64))
 
 
@@ -213,7 +227,7 @@ class ChainCursorRow(Base):
     __tablename__ = "chain_cursor"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    block: Mapped[int] = mapped_column(Integer)
+    block: Mapped[int] = mapped_column(BigInteger)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -228,6 +242,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _make_engine(url: str) -> Engine:
+    if url.startswith("postgres://"):
+        raise ValueError(
+            f"database URL {url.split('@')[-1]!r}: write postgresql+psycopg://USER:PASSWORD@"
+            "HOST:PORT/DBNAME (SQLAlchemy's spelling; 'postgres://' is not understood)"
+        )
+    if url.startswith("postgresql://"):  # the driver installed with gensyn-jupyter
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
@@ -238,7 +259,7 @@ def _make_engine(url: str) -> Engine:
     return engine
 
 
-def _add_missing_columns(engine: Engine) -> None:
+def _add_missing_columns(conn: Connection) -> None:
     """Bring a database made by an older version up to date (added nullable columns only).
 
     Every schema change so far adds nullable columns; ``create_all`` makes new
@@ -246,15 +267,14 @@ def _add_missing_columns(engine: Engine) -> None:
     here. A constraint on such a column (``tasks.chain_key`` is unique) holds
     for new databases; older ones get the column without it.
     """
-    inspector = inspect(engine)
-    with engine.begin() as conn:
-        for table in Base.metadata.sorted_tables:
-            have = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in have:
-                    continue
-                kind = column.type.compile(dialect=engine.dialect)
-                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
+    inspector = inspect(conn)
+    for table in Base.metadata.sorted_tables:
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in have:
+                continue
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 class Database:
@@ -269,8 +289,13 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = _make_engine(url)
-        Base.metadata.create_all(self.engine)
-        _add_missing_columns(self.engine)
+        self.shared = self.engine.dialect.name == "postgresql"
+        """True when other processes (replicas) may write to the same database."""
+        with self.engine.begin() as conn:
+            if self.shared:  # replicas starting at once: one creates the tables, others wait
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
+            Base.metadata.create_all(conn)
+            _add_missing_columns(conn)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_lock = threading.Lock()
 
@@ -282,8 +307,14 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A session in one transaction, committed on exit, under the writer lock."""
+        """A session in one transaction, committed on exit, under the writer lock.
+
+        On PostgreSQL the lock is also taken in the database (an advisory lock
+        released at commit), so replicas' writes commit in turn.
+        """
         with self._write_lock, self._sessions() as session, session.begin():
+            if self.shared:
+                session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
             yield session
 
     def close(self) -> None:

@@ -125,7 +125,10 @@ def _claim(ctx: Context, poller: Poller) -> Lease | None:
             query = query.where(TaskRow.device != "cuda")
         if not _can_take_paid(ctx, provider.address):
             query = query.where(TaskRow.payment.is_(None))
-        task = session.scalar(query.order_by(TaskRow.seq).limit(1))
+        query = query.order_by(TaskRow.seq).limit(1)
+        if ctx.db.shared:  # replicas on PostgreSQL: a row another one is claiming is skipped
+            query = query.with_for_update(skip_locked=True, of=TaskRow)
+        task = session.scalar(query)
         if task is None:
             return None
         verification = (
@@ -276,7 +279,7 @@ def _why_not_resumed(task: TaskRow) -> str:
             "A paid task is not resumed on another provider: its escrow is assigned to the "
             "lost provider on chain until the deadline (see docs/faults.md)."
         )
-    if task.gpus > 1:
+    if (task.gpus or 1) > 1:
         return (
             f"A task of {task.gpus} ranks is not resumed on another provider (only rank 0 "
             "commits checkpoints; see docs/multi_gpu.md)."

@@ -79,7 +79,7 @@ def lost_run(session: Session, task: TaskRow, provider: str, why: str, now: floa
     Returns False (nothing changed) when the task cannot resume: no checkpoint
     was posted, it is paid, it is replicated, or it runs several ranks (``--gpus N``).
     """
-    if task.checkpoint is None or task.payment is not None or task.gpus > 1:
+    if task.checkpoint is None or task.payment is not None or (task.gpus or 1) > 1:
         return False
     verification = task.verification
     if verification and Verification.model_validate_json(verification).mode == "replicate":

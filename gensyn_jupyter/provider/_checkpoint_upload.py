@@ -10,6 +10,8 @@ the task again and the next provider's lease names that checkpoint, which
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -128,8 +130,8 @@ class CheckpointUploader:
     def _send(self, progress: dict[str, Any]) -> None:
         step = int(progress["step"])
         stem = _stem(self._directory, step, "boundary")
-        meta = Path(str(stem) + ".json").read_bytes()
-        tensors = Path(str(stem) + ".safetensors").read_bytes()
+        meta = _read_regular(Path(str(stem) + ".json"))
+        tensors = _read_regular(Path(str(stem) + ".safetensors"))
         meta_sha, tensors_sha = sha256_hex(meta), sha256_hex(tensors)
         self._client.blobs.upload_missing({meta_sha: meta, tensors_sha: tensors})
         self._uploaded[(step, "boundary")] = (meta_sha, tensors_sha)
@@ -150,3 +152,15 @@ class CheckpointUploader:
         )
         self._client.post_checkpoint(self._lease.id, post)
         self.posted.append(step)
+
+
+def _read_regular(path: Path) -> bytes:
+    """A file the (sandboxed, still running) cell could have swapped: no link, no FIFO."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ValueError(f"{path.name} is not a regular file")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            return f.read()
+    finally:
+        os.close(fd)

@@ -111,16 +111,16 @@ async def test_providers_silent_for_three_heartbeats_show_offline(quick: Coord) 
 async def test_a_coordinator_restart_gives_running_providers_a_ttl_to_check_in(
     make_app: Callable[..., Any], client_for: Callable[[Any], AsyncIterator[Coord]]
 ) -> None:
-    # ttl 2 s: the expiry loop runs every 0.5 s, and a loaded CI machine must
-    # still get the heartbeat in within the grace
-    async for first in client_for(make_app(lease_ttl_seconds=2.0)):
+    # ttl 5 s: the expiry loop runs every second, and a loaded CI machine must
+    # still get the heartbeat in within the grace (a 2 s ttl failed at load 8)
+    async for first in client_for(make_app(lease_ttl_seconds=5.0)):
         task = await first.submit()
         provider = await first.register()
         lease = (await provider.lease()).json()
-    await asyncio.sleep(2.5)  # the coordinator is down for longer than the ttl
-    async for second in client_for(make_app(lease_ttl_seconds=2.0)):
+    await asyncio.sleep(5.5)  # the coordinator is down for longer than the ttl
+    async for second in client_for(make_app(lease_ttl_seconds=5.0)):
         provider.http = second.http
-        await asyncio.sleep(0.7)  # expiry has run at least once; the lease had its grace
+        await asyncio.sleep(1.5)  # expiry has run at least once; the lease had its grace
         assert (await provider.heartbeat()).json() == {"cancel": []}
         assert (await second.task(task["id"]))["state"] == "running"
         assert (await provider.post_result(lease["id"])).json()["state"] == "settled"
