@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import psutil
 
 _ROOT = Path(__file__).resolve().parents[2]
 
@@ -211,3 +212,17 @@ def sigkill(proc: Proc) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(proc.proc.pid, signal.SIGKILL)
     proc.proc.wait(10)
+
+
+def provider_process(name: str, coordinator: str) -> psutil.Process:
+    """The ``gensyn provider --name NAME --coordinator URL`` process."""
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if (
+            "provider" in cmd
+            and "--name" in cmd
+            and cmd[cmd.index("--name") + 1] == name
+            and cmd[cmd.index("--coordinator") + 1] == coordinator
+        ):
+            return proc
+    raise AssertionError(f"no process for provider {name} of {coordinator}")

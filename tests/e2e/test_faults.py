@@ -10,20 +10,8 @@ import httpx
 import psutil
 
 from .._devnet import Devnet
+from ._faults import provider_process
 from ._kernel import Kernel
-
-
-def _provider_process(name: str, coordinator: str) -> psutil.Process:
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = proc.info["cmdline"] or []
-        if (
-            "provider" in cmd
-            and "--name" in cmd
-            and cmd[cmd.index("--name") + 1] == name
-            and cmd[cmd.index("--coordinator") + 1] == coordinator
-        ):
-            return proc
-    raise AssertionError(f"no process for provider {name} of {coordinator}")
 
 
 def test_provider_killed_mid_task_fails_it_and_the_network_keeps_serving(
@@ -38,7 +26,7 @@ def test_provider_killed_mid_task_fails_it_and_the_network_keeps_serving(
     )
     seen = kernel.read_until(msg_id, lambda run: "tick 2" in run.stdout, timeout=120)
     provider = seen.stdout.split("running on provider ")[1].split()[0]
-    victim = _provider_process(provider, devnet.url)
+    victim = provider_process(provider, devnet.url)
     worker_pids = [c.pid for c in victim.children(recursive=True)]
     os.kill(victim.pid, signal.SIGKILL)
 

@@ -10,6 +10,7 @@ import pytest
 from nbclient import NotebookClient
 
 from .._devnet import Devnet
+from .._notebooks import cell_text
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "quickstart.ipynb"
 
@@ -43,16 +44,6 @@ print("CHECK " + json.dumps({
 """
 
 
-def _outputs(cell: nbformat.NotebookNode) -> str:
-    text = []
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "stream":
-            text.append(out["text"])
-        elif "data" in out:
-            text.append(out["data"].get("text/plain", ""))
-    return "".join(text)
-
-
 @pytest.mark.timeout(600)
 def test_quickstart_trains_on_a_provider_and_loads_weights_in_place(
     devnet: Devnet, monkeypatch: pytest.MonkeyPatch
@@ -71,13 +62,15 @@ def test_quickstart_trains_on_a_provider_and_loads_weights_in_place(
     nb.cells.insert(train_index + 2, nbformat.v4.new_code_cell(AFTER))
     NotebookClient(nb, timeout=300, kernel_name="python3").execute(env=dict(os.environ))
 
-    train_out = _outputs(nb.cells[train_index + 1])
+    train_out = cell_text(nb.cells[train_index + 1])
     assert "submitted to " + devnet.url in train_out
     assert "running on provider devnet-" in train_out
     assert "epoch 9: loss" in train_out  # print() on the provider shows in the cell
+    # verified: another provider replayed sampled segments; the cell ends with the receipt
+    assert "receipt for t-" in train_out and "settled" in train_out, train_out
     check_line = next(
         line
-        for line in _outputs(nb.cells[train_index + 2]).splitlines()
+        for line in cell_text(nb.cells[train_index + 2]).splitlines()
         if line.startswith("CHECK ")
     )
     check = json.loads(check_line.removeprefix("CHECK "))
@@ -89,7 +82,7 @@ def test_quickstart_trains_on_a_provider_and_loads_weights_in_place(
     assert check["status"] == "settled" and check["provider"].startswith("devnet-")
     assert check["pickle_finds"] == 0, "the kernel unpickled something during the run"
     assert check["server_parts_imported"] == []
-    accuracy_out = _outputs(nb.cells[train_index + 4])
+    accuracy_out = cell_text(nb.cells[train_index + 4])
     assert "test accuracy:" in accuracy_out
     accuracy = float(accuracy_out.split("test accuracy: ")[1].split("%")[0])
     assert accuracy > 90.0

@@ -22,12 +22,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
-import psutil
 import pytest
 
 from gensyn_jupyter.devnet import free_port
 
 from .._devnet import Devnet
+from ._faults import provider_process
 from ._kernel import Kernel, started_kernel
 
 SETUP = """\
@@ -127,19 +127,6 @@ def _checkpointed_task(url: str, after_step: int, timeout: float = 120) -> dict[
     raise AssertionError(f"no running task had a checkpoint past step {after_step} in time")
 
 
-def _provider_process(name: str, coordinator: str) -> psutil.Process:
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = proc.info["cmdline"] or []
-        if (
-            "provider" in cmd
-            and "--name" in cmd
-            and cmd[cmd.index("--name") + 1] == name
-            and cmd[cmd.index("--coordinator") + 1] == coordinator
-        ):
-            return proc
-    raise AssertionError(f"no process for provider {name} of {coordinator}")
-
-
 def _first_difference(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> str:
     for index, (x, y) in enumerate(zip(a, b, strict=False)):
         if x != y:
@@ -166,7 +153,7 @@ def test_a_killed_provider_s_run_resumes_elsewhere_bit_identical(
     task = _checkpointed_task(url, after_step=10)
     lost = task["provider_name"]
     seen_step = task["checkpoint_step"]
-    victim = _provider_process(lost, url)
+    victim = provider_process(lost, url)
     os.kill(victim.pid, signal.SIGKILL)
 
     run = kernel.read_until(msg_id, lambda run: False, timeout=240)

@@ -10,20 +10,9 @@ import pytest
 from nbclient import NotebookClient
 
 from .._devnet import Devnet
+from .._notebooks import cell_text
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "scale_up.ipynb"
-
-
-def _outputs(cell: nbformat.NotebookNode) -> str:
-    text = []
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "stream":
-            text.append(out["text"])
-        elif out.get("output_type") == "error":
-            text.append(f"{out['ename']}: {out['evalue']}\n")
-        elif "data" in out:
-            text.append(out["data"].get("text/plain", ""))
-    return "".join(text)
 
 
 @pytest.mark.timeout(600)
@@ -35,7 +24,7 @@ def test_the_scale_up_notebook_trains_on_two_ranks_then_on_another_network(
     nb = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(nb, timeout=300, kernel_name="python3").execute(env=dict(os.environ))
     code = [c for c in nb.cells if c.cell_type == "code"]
-    out = [_outputs(c) for c in code]
+    out = [cell_text(c) for c in code]
 
     assert "44 batches of 32 per epoch in one process" in out[0]
     two = out[1]

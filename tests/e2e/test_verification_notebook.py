@@ -19,26 +19,12 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+from .._notebooks import cell_text, code_cell
+
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "verification.ipynb"
 
 # Its own devnet: never beside test_spot_verification.py (the same dev keys stake there).
 pytestmark = pytest.mark.xdist_group("spot")
-
-
-def _outputs(cell: nbformat.NotebookNode) -> str:
-    text = []
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "stream":
-            text.append(out["text"])
-        elif out.get("output_type") == "error":
-            text.append(f"{out['ename']}: {out['evalue']}\n")
-        elif "data" in out:
-            text.append(out["data"].get("text/plain", ""))
-    return "".join(text)
-
-
-def _cell(nb: nbformat.NotebookNode, starts: str) -> nbformat.NotebookNode:
-    return next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith(starts))
 
 
 def _clean_up(home: Path) -> None:
@@ -92,26 +78,26 @@ def test_the_verification_notebook_verifies_an_honest_run_and_slashes_a_cheater(
     finally:
         _clean_up(home)
 
-    honest = _outputs(_cell(nb, "%%gensyn_train --verify spot -o honest_run"))
+    honest = cell_text(code_cell(nb, "%%gensyn_train --verify spot -o honest_run"))
     assert "running on provider honest" in honest, honest
     assert "every leaf reproduced bit for bit" in honest, honest
-    table = _outputs(_cell(nb, "demo.check()  # the background join"))
+    table = cell_text(code_cell(nb, "demo.check()  # the background join"))
     assert table.startswith("outcome: verified"), table
     rows = [line.split() for line in table.splitlines() if re.match(r"\s+\d+\s", line)]
     assert rows and all(r[1] == "cheater" and r[3] == "yes" for r in rows), table
 
-    cheated_cell = _cell(nb, "%%gensyn_train --verify spot -o cheated")
+    cheated_cell = code_cell(nb, "%%gensyn_train --verify spot -o cheated")
     errors = [o for o in cheated_cell.outputs if o.get("output_type") == "error"]
-    assert [e["ename"] for e in errors] == ["GensynError"], _outputs(cheated_cell)
-    cheated = _outputs(cheated_cell)
+    assert [e["ename"] for e in errors] == ["GensynError"], cell_text(cheated_cell)
+    cheated = cell_text(cheated_cell)
     assert "running on provider cheater" in cheated, cheated
     assert "the provider cheater was caught cheating" in cheated, cheated
 
-    evidence = _outputs(_cell(nb, "demo.check()\nv = cheated.verification"))
+    evidence = cell_text(code_cell(nb, "demo.check()\nv = cheated.verification"))
     assert "outcome: fraud; task slashed" in evidence, evidence
     assert "TaskChallenged: challenger honest" in evidence, evidence
     assert "FraudProven: cheater cheater, whistleblower honest" in evidence, evidence
     stake = re.search(r"cheater's stake: ([\d.]+) ETH -> ([\d.]+) ETH", evidence)
     assert stake is not None, evidence
     assert float(stake.group(2)) < float(stake.group(1)), evidence
-    assert "stopped" in _outputs(nb.cells[-1])
+    assert "stopped" in cell_text(nb.cells[-1])

@@ -26,27 +26,12 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 from .._devnet import Devnet
+from .._notebooks import cell_text, code_cell
 from .test_jupyterhub import _require_tools
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "classroom.ipynb"
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def _outputs(cell: nbformat.NotebookNode) -> str:
-    text = []
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "stream":
-            text.append(out["text"])
-        elif out.get("output_type") == "error":
-            text.append(f"{out['ename']}: {out['evalue']}\n")
-        elif "data" in out:
-            text.append(out["data"].get("text/plain", ""))
-    return "".join(text)
-
-
-def _cell(nb: nbformat.NotebookNode, starts: str) -> nbformat.NotebookNode:
-    return next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith(starts))
 
 
 def _stop_hubs(home: Path) -> None:
@@ -85,32 +70,32 @@ def test_the_classroom_notebook_funds_students_refuses_over_budget_and_shows_the
     finally:
         _stop_hubs(devnet.home)
 
-    budgets = _outputs(_cell(nb, "import sys"))
+    budgets = cell_text(code_cell(nb, "import sys"))
     assert "c.GensynClass.budget_overrides = {'bob': 500000000000000}" in budgets, budgets
 
-    funded = _outputs(_cell(nb, "for student in room.students"))
+    funded = cell_text(code_cell(nb, "for student in room.students"))
     accounts = dict(re.findall(r"^(\w+)\s+(0x[0-9a-fA-F]{40})\s+balance", funded, re.M))
     assert set(accounts) == {"alice", "bob"}, funded
     assert re.search(r"^bob .* budget 0\.0005 ETH$", funded, re.M), funded
     assert " balance     0 ETH" not in funded and "balance    10" in funded, funded
 
-    alice = _outputs(_cell(nb, "%%gensyn_train --verify spot"))
+    alice = cell_text(code_cell(nb, "%%gensyn_train --verify spot"))
     assert (
         f"awaiting approval by the class service: at most 0.00012 ETH from your class account "
         f"{accounts['alice']}, within the budget your instructor set"
     ) in alice, alice
     assert "every leaf reproduced bit for bit" in alice and "settled: provider paid" in alice
 
-    refused_cell = _cell(nb, "%%gensyn_train -o big")
+    refused_cell = code_cell(nb, "%%gensyn_train -o big")
     errors = [o for o in refused_cell.outputs if o.get("output_type") == "error"]
-    assert [e["ename"] for e in errors] == ["GensynError"], _outputs(refused_cell)
-    refused = _outputs(refused_cell)
+    assert [e["ename"] for e in errors] == ["GensynError"], cell_text(refused_cell)
+    refused = cell_text(refused_cell)
     assert "over your class budget" in refused and "your budget of 0.0005 ETH" in refused
     assert "nothing was paid" in refused, refused
     refused_id = re.search(r"Task (t-[0-9a-f]+) was cancelled", refused)
     assert refused_id, refused
 
-    view = _outputs(_cell(nb, "view = room.class_view()"))
+    view = cell_text(code_cell(nb, "view = room.class_view()"))
     assert "0 ETH held in escrow" in view, view
     rows = {
         m.group(1): m.groups()
@@ -122,9 +107,9 @@ def test_the_classroom_notebook_funds_students_refuses_over_budget_and_shows_the
     assert ("bob", "settled", "none", "trusted") in states, view
     assert re.search(r"^bob\s+0x\w{4}…\w{4}\s+0\.0005 ETH", view, re.M), view
 
-    denied = _outputs(_cell(nb, 'denied = room.service("GET", "api/class"'))
+    denied = cell_text(code_cell(nb, 'denied = room.service("GET", "api/class"'))
     assert denied.startswith("403 alice is not an instructor of this class"), denied
-    assert "stopped" in _outputs(nb.cells[-1])
+    assert "stopped" in cell_text(nb.cells[-1])
     if os.environ.get("GENSYN_SAVE_NOTEBOOK") == "1":
         nb.metadata.pop("widgets", None)
         nbformat.write(nb, NOTEBOOK)
