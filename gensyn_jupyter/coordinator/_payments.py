@@ -48,10 +48,19 @@ def save_payment(row: TaskRow, payment: Payment) -> None:
 
 
 def add_tx(payment: Payment, tx: TxRef) -> Payment:
-    """``payment`` with ``tx`` recorded once."""
-    if any(t.hash == tx.hash and t.kind == tx.kind for t in payment.transactions):
-        return payment
-    return payment.model_copy(update={"transactions": [*payment.transactions, tx]})
+    """``payment`` with ``tx`` recorded once (its block filled in when it is learnt later).
+
+    A fund or commit is recorded when it is sent, before it is mined; the
+    watcher then sees its event, with the block.
+    """
+    transactions = list(payment.transactions)
+    for index, known in enumerate(transactions):
+        if known.hash == tx.hash and known.kind == tx.kind:
+            if known.block is not None or tx.block is None:
+                return payment
+            transactions[index] = tx
+            return payment.model_copy(update={"transactions": transactions})
+    return payment.model_copy(update={"transactions": [*transactions, tx]})
 
 
 def draft_payment(
