@@ -53,6 +53,13 @@ for epoch in range(EPOCHS):
 if torch.cuda.is_available():
     torch.cuda.synchronize()
 loop_seconds = time.perf_counter() - t0  # the loop alone: no CUDA start, no data load
+import os, socket
+worker_uid = os.getuid()  # the sandbox's own uid when the provider runs as root
+try:
+    socket.create_connection(("10.255.255.1", 80), timeout=2).close()
+    net_probe = "connected"
+except OSError as exc:
+    net_probe = f"{type(exc).__name__}: {exc}"
 """
 
 
@@ -153,6 +160,14 @@ def main() -> int:
             and counter.device.type == "cpu"
             and counter.tolist() == [float(epochs)] * 4,
         }
+        print(
+            f"the CUDA cell ran as uid {ns.get('worker_uid')}; "
+            f"an outside address: {ns.get('net_probe')}"
+        )
+        if os.geteuid() == 0:  # a root provider sandboxes its workers (docs/sandbox.md)
+            checks["cuda cell ran sandboxed (own uid, no network)"] = (
+                ns.get("worker_uid") not in (None, 0) and ns.get("net_probe") != "connected"
+            )
         for name, ok in checks.items():
             print(f"check {name}: {'ok' if ok else 'FAILED'}")
             if not ok:
@@ -219,6 +234,9 @@ def main() -> int:
             proc.wait(timeout=20)
         for log in logs:
             log.close()
+        for line in (work / "provider.log").read_text(errors="replace").splitlines():
+            if "sandbox" in line.lower():
+                print(f"provider log: {line}")
         if failures or os.environ.get("GENSYN_SHOW_LOGS"):
             for name in names:
                 print(f"--- {name}\n" + (work / name).read_text(errors="replace")[-3000:])
