@@ -85,12 +85,24 @@ contract TaskMarket {
         bool warm;
     }
 
+    /// @dev A provider lost mid-run whose signed progress the next provider
+    ///      resumed from: paid `amount` at finalize, slashable until then.
+    struct Handover {
+        address provider;
+        uint96 amount;
+    }
+
     uint8 private constant _COMMITTED1 = 1;
     uint8 private constant _COMMITTED2 = 2;
     uint8 private constant _REPLICATED = 4;
     uint8 private constant _BOTH = _COMMITTED1 | _COMMITTED2;
     uint64 private constant _MAX_DURATION = type(uint32).max;
     uint64 private constant _MAX_TIME = type(uint40).max - _MAX_DURATION;
+    /// @dev Bounds the loop in finalize: a task handed over more often fails instead.
+    uint256 public constant MAX_HANDOVERS = 4;
+    /// @dev Domain tag of the progress a provider signs at each checkpoint.
+    bytes32 private constant _PROGRESS_TAG = keccak256("gensyn.TaskMarket.progress.v1");
+    uint256 private constant _HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
 
     // ------------------------------------------------------------------ errors
 
@@ -123,6 +135,9 @@ contract TaskMarket {
     error StillUnbonding(uint64 until);
     error NothingToWithdraw();
     error TransferFailed(address to, uint256 amount);
+    error BadProgressSignature(bytes32 taskId, address signer, address provider);
+    error TooManyHandovers(bytes32 taskId, uint256 maximum);
+    error NotReassignable(bytes32 taskId);
 
     // ------------------------------------------------------------------ events
 
@@ -158,6 +173,14 @@ contract TaskMarket {
         uint256 toWhistleblower,
         uint256 toTreasury
     );
+    event TaskReassigned(
+        bytes32 indexed taskId,
+        address indexed from,
+        address indexed to,
+        uint256 step,
+        bytes32 leaf,
+        uint256 paidFrom
+    );
     event TaskFinalized(bytes32 indexed taskId, uint256 paidProviders, uint256 paidVerifier, uint256 refund);
     event TaskExpired(bytes32 indexed taskId, uint256 refund, uint256 penalty);
     event Staked(address indexed provider, uint256 amount, uint256 bonded);
@@ -182,6 +205,7 @@ contract TaskMarket {
 
     mapping(bytes32 => Task) private _tasks;
     mapping(address => Account) private _accounts;
+    mapping(bytes32 => Handover[]) private _handovers;
     Totals private _totals; // settlement moves escrow to credits in one slot
     Holdings private _holdings;
 
@@ -376,6 +400,65 @@ contract TaskMarket {
         emit TaskCommitted(taskId, msg.sender, checkpointRoot, outputHash, amountDue, end);
     }
 
+    /// @notice Operator only: the assigned provider of an unreplicated task was lost
+    ///         before committing, and `nextProvider` resumes its run from the
+    ///         checkpoint `leaf` at optimizer step `step`. `signature` is the lost
+    ///         provider's EIP-191 signature over `progressHash(taskId, step, leaf,
+    ///         amount)`: it claims `amount` for the work up to that checkpoint, so
+    ///         the operator can neither invent progress nor pay the lost provider
+    ///         more than it signed. That amount is paid at finalize (nothing if the
+    ///         task expires or a fraud is proven); the next provider may claim at most
+    ///         what is left of the price. `verifier` replaces the task's verifier
+    ///         (address(0) for none). Before the deadline only, at most MAX_HANDOVERS
+    ///         times; a handed-over provider stays slashable for its segments.
+    function reassign(
+        bytes32 taskId,
+        address nextProvider,
+        address verifier,
+        uint256 step,
+        bytes32 leaf,
+        uint256 amount,
+        bytes calldata signature
+    ) external {
+        if (msg.sender != operator) revert NotOperator(msg.sender);
+        Task storage t = _task(taskId);
+        _requireStatus(taskId, _status(t), Status.Assigned);
+        uint64 deadline = t.deadline;
+        if (block.timestamp > deadline) revert DeadlinePassed(deadline);
+        if (t.flags != 0) revert NotReassignable(taskId); // replicated, or already committed
+        if (nextProvider == address(0)) revert InvalidProvider(nextProvider);
+        if (verifier != address(0) && verifier == nextProvider) revert InvalidVerifier(verifier);
+        _requireStaked(nextProvider);
+        Handover[] storage handovers = _handovers[taskId];
+        if (handovers.length >= MAX_HANDOVERS) revert TooManyHandovers(taskId, MAX_HANDOVERS);
+        address lost = t.provider;
+        address signer = _recover(progressHash(taskId, step, leaf, amount), signature);
+        if (signer != lost) revert BadProgressSignature(taskId, signer, lost);
+        uint256 left = t.amountDue; // the price left until the provider commits
+        if (amount > left) revert AmountAboveMaximum(amount, left);
+        handovers.push(Handover(lost, uint96(amount)));
+        t.provider = nextProvider;
+        t.amountDue = uint96(left - amount);
+        t.verifier = verifier;
+        emit TaskReassigned(taskId, lost, nextProvider, step, leaf, amount);
+    }
+
+    /// @notice The hash a provider signs (EIP-191 personal message of these 32
+    ///         bytes) to claim `amount` for its work up to checkpoint `leaf` at
+    ///         `step` of `taskId` on this market and chain.
+    function progressHash(bytes32 taskId, uint256 step, bytes32 leaf, uint256 amount)
+        public
+        view
+        returns (bytes32)
+    {
+        return keccak256(abi.encode(_PROGRESS_TAG, block.chainid, address(this), taskId, step, leaf, amount));
+    }
+
+    /// @notice The providers lost mid-run on `taskId` and what each is paid at finalize.
+    function handoversOf(bytes32 taskId) external view returns (Handover[] memory) {
+        return _handovers[taskId];
+    }
+
     /// @notice Anyone: challenge a committed task during its window with a bond >= minBond.
     function challenge(bytes32 taskId) external payable {
         Task storage t = _task(taskId);
@@ -408,7 +491,7 @@ contract TaskMarket {
         }
         address provider = t.provider;
         address provider2 = t.provider2;
-        if (cheater != address(0) && cheater != provider && cheater != provider2) {
+        if (cheater != address(0) && cheater != provider && cheater != provider2 && !_handedOver(taskId, cheater)) {
             revert InvalidCheater(taskId, cheater);
         }
         address challenger = t.challenger;
@@ -457,6 +540,12 @@ contract TaskMarket {
         uint256 escrow = uint256(t.maxPayment) + t.verifierFee;
         uint256 paid = t.amountDue;
         _pay(t.provider, paid);
+        Handover[] storage handovers = _handovers[taskId];
+        for (uint256 i = 0; i < handovers.length; i++) {
+            Handover storage h = handovers[i];
+            _pay(h.provider, h.amount);
+            paid += h.amount;
+        }
         if (t.flags & _REPLICATED != 0) {
             uint256 paid2 = t.amountDue2;
             _pay(t.provider2, paid2);
@@ -617,6 +706,27 @@ contract TaskMarket {
             _holdings.stake -= uint128(taken);
             emit Slashed(taskId, provider, taken);
         }
+    }
+
+    function _handedOver(bytes32 taskId, address who) private view returns (bool) {
+        Handover[] storage handovers = _handovers[taskId];
+        for (uint256 i = 0; i < handovers.length; i++) {
+            if (handovers[i].provider == who) return true;
+        }
+        return false;
+    }
+
+    /// @dev The signer of the EIP-191 personal message `hash` (65-byte r, s, v
+    ///      signature, low s only); address(0) when it does not recover.
+    function _recover(bytes32 hash, bytes calldata signature) private pure returns (address) {
+        if (signature.length != 65) return address(0);
+        bytes32 r = bytes32(signature[0:32]);
+        bytes32 s = bytes32(signature[32:64]);
+        uint8 v = uint8(signature[64]);
+        if (v < 27) v += 27;
+        if (uint256(s) > _HALF_N || (v != 27 && v != 28)) return address(0);
+        bytes32 digest = keccak256(abi.encodePacked("\x19Ethereum Signed Message:\n32", hash));
+        return ecrecover(digest, v, r, s);
     }
 
     function _u96(uint256 amount) private pure returns (uint96) {

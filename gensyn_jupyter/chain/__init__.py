@@ -31,6 +31,7 @@ from ._keystore import (
     default_keystore_dir,
 )
 from ._market import Market, MarketConfig, MarketError, MarketEvent, OnchainTask, TaskStatus
+from ._progress import progress_hash, recover_progress_signer, sign_progress
 from ._receipt import check_receipt_onchain
 from ._session import chain_info, sign_in
 from ._signer import Signer, approve_task
@@ -73,9 +74,12 @@ __all__ = [
     "dev_accounts",
     "format_eth",
     "new_nonce",
+    "progress_hash",
     "recover_order_signer",
+    "recover_progress_signer",
     "sign_in",
     "sign_order",
+    "sign_progress",
     "sign_siwe",
     "start_anvil",
     "start_devchain",

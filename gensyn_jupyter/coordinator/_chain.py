@@ -144,6 +144,34 @@ class ChainLink:
             price,
         )
 
+    def reassign(
+        self,
+        key: bytes,
+        provider: str,
+        verifier: str | None,
+        claim: tuple[int, bytes, int, str],
+    ) -> TxRef:
+        """Hand a lost provider's task over to ``provider`` (operator only).
+
+        ``claim`` is the lost provider's signed progress: (step, leaf, amount
+        in wei, signature); the contract checks the signature and pays that
+        amount at finalize.
+        """
+        step, leaf, amount, signature = claim
+        zero = "0x" + "00" * 20
+        return self._send(
+            "reassign",
+            self.operator,
+            "reassign",
+            key,
+            Web3.to_checksum_address(provider),
+            Web3.to_checksum_address(verifier) if verifier else zero,
+            step,
+            leaf,
+            amount,
+            bytes.fromhex(signature.removeprefix("0x")),
+        )
+
     # Keeper calls carry a fixed gas limit: estimating runs against the latest
     # block, whose timestamp on an idle automining devnet is still that of the
     # commit, so an estimate would revert "window open" forever. Sent as is,

@@ -10,13 +10,23 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, and_, or_, select, update
 
 from ..chain import MarketError
-from ..protocol import Lease, Payment, ProviderInfo, TaskState, Verification
+from ..protocol import (
+    CheckpointPost,
+    Handover,
+    Lease,
+    Payment,
+    ProviderInfo,
+    TaskState,
+    Verification,
+)
+from ._chain import ChainLink
 from ._context import Context
 from ._db import LeaseRow, ProviderRow, TaskRow
 from ._ids import new_id
+from ._payments import add_tx, handed_over
 from ._providers import authenticate, describe_device, touch
 from ._replication import open_replica
-from ._resume import lost_run, resume_point
+from ._resume import MAX_HANDOVERS, lost_run, resume_point
 from ._tasks import end_run, set_state, task_from_row, task_row
 from ._verification import choose_verifier, claim_job
 
@@ -186,27 +196,11 @@ def _claim(ctx: Context, poller: Poller) -> Lease | None:
                 update={"assigned_verifier": verifier}
             ).model_dump_json()
         if task.payment is not None and ctx.chain is not None and provider.address is not None:
-            payment = Payment.model_validate_json(task.payment)
-            price = payment.order.max_price_wei // (2 if replica is not None else 1)
-            try:
-                tx = ctx.chain.assign(
-                    bytes.fromhex(payment.task_key[2:]),
-                    provider.address,
-                    price,
-                    verifier,
-                    replica.address if replica is not None else None,
-                )
-            except MarketError as exc:
-                raise _AssignRefused(f"task {task.id} could not be assigned: {exc}") from None
-            payment = payment.model_copy(
-                update={
-                    "provider_address": provider.address,
-                    "provider2_address": replica.address if replica is not None else None,
-                    "price_wei": price,
-                    "transactions": [*payment.transactions, tx],
-                }
-            )
-            task.payment = payment.model_dump_json()
+            task.payment = _assign_on_chain(
+                ctx.chain, Payment.model_validate_json(task.payment), provider.address,
+                verifier, replica.address if replica is not None else None,
+                resume[0] if resume is not None else None, task.id,
+            ).model_dump_json()  # fmt: skip
         running = f"running on provider {poller.name} ({device})"
         if resume is not None:
             running = (
@@ -230,6 +224,46 @@ def _claim(ctx: Context, poller: Poller) -> Lease | None:
             ttl_seconds=ttl,
             resume=resume[0] if resume is not None else None,
         )
+
+
+def _assign_on_chain(
+    chain: ChainLink,
+    payment: Payment,
+    address: str,
+    verifier: str | None,
+    replica: str | None,
+    resume: CheckpointPost | None,
+    task_id: str,
+) -> Payment:
+    """Assign the paid task to ``address`` on chain, or hand it over from a lost provider.
+
+    A resumed run is handed over with ``reassign`` and the lost provider's
+    signed claim for the checkpoint it resumes from (paid at settlement).
+    """
+    key = bytes.fromhex(payment.task_key[2:])
+    try:
+        if resume is not None and resume.claim is not None and payment.provider_address:
+            claim = resume.claim
+            step, leaf = resume.step, bytes.fromhex(resume.leaves[-1].leaf[2:])
+            tx = chain.reassign(
+                key, address, verifier, (step, leaf, claim.amount_wei, claim.signature)
+            )
+            handover = Handover(
+                provider_address=payment.provider_address, step=step, amount_wei=claim.amount_wei
+            )
+            return add_tx(handed_over(payment, handover, address), tx)
+        price = payment.order.max_price_wei // (2 if replica is not None else 1)
+        tx = chain.assign(key, address, price, verifier, replica)
+    except MarketError as exc:
+        raise _AssignRefused(f"task {task_id} could not be assigned: {exc}") from None
+    return payment.model_copy(
+        update={
+            "provider_address": address,
+            "provider2_address": replica,
+            "price_wei": price,
+            "transactions": [*payment.transactions, tx],
+        }
+    )
 
 
 def expire_leases(ctx: Context, now: float | None = None) -> int:
@@ -274,22 +308,28 @@ def expire_leases(ctx: Context, now: float | None = None) -> int:
 
 
 def _why_not_resumed(task: TaskRow) -> str:
-    if task.payment is not None:
-        return (
-            "A paid task is not resumed on another provider: its escrow is assigned to the "
-            "lost provider on chain until the deadline (see docs/faults.md)."
-        )
     if (task.gpus or 1) > 1:
         return (
             f"A task of {task.gpus} ranks is not resumed on another provider (only rank 0 "
             "commits checkpoints; see docs/multi_gpu.md)."
         )
-    if task.checkpoint is not None:  # replicated: two runs are compared, not resumed
-        return "A replicated task is not resumed on another provider."
-    return (
-        "It had posted no checkpoint to resume from (no optimizer step reached a "
-        "checkpoint yet, or the cell takes none)."
-    )
+    if task.checkpoint is None:
+        return (
+            "It had posted no checkpoint to resume from (no optimizer step reached a "
+            "checkpoint yet, or the cell takes none)."
+        )
+    if task.payment is not None and not _replicated(task):
+        return (
+            f"A paid task is handed over on chain at most {MAX_HANDOVERS} times; the escrow "
+            "is refunded at its deadline (see docs/faults.md)."
+        )
+    return "A replicated task is not resumed on another provider."
+
+
+def _replicated(task: TaskRow) -> bool:
+    if not task.verification:
+        return False
+    return Verification.model_validate_json(task.verification).mode == "replicate"
 
 
 def grant_grace(ctx: Context, now: float | None = None) -> int:

@@ -20,7 +20,17 @@ from ..chain import (
     format_eth,
     recover_order_signer,
 )
-from ..protocol import Payment, SignedOrder, Task, TaskOrder, TaskSpec, TaskState, TxRef, task_key
+from ..protocol import (
+    Handover,
+    Payment,
+    SignedOrder,
+    Task,
+    TaskOrder,
+    TaskSpec,
+    TaskState,
+    TxRef,
+    task_key,
+)
 from ._chain import ChainLink
 from ._context import Context
 from ._db import OrderRow, TaskRow
@@ -32,6 +42,7 @@ __all__ = [
     "add_tx",
     "awaiting_message",
     "draft_payment",
+    "handed_over",
     "payment_of",
     "save_payment",
 ]
@@ -61,6 +72,26 @@ def add_tx(payment: Payment, tx: TxRef) -> Payment:
             transactions[index] = tx
             return payment.model_copy(update={"transactions": transactions})
     return payment.model_copy(update={"transactions": [*transactions, tx]})
+
+
+def handed_over(payment: Payment, handover: Handover, next_provider: str) -> Payment:
+    """``payment`` after a lost provider's task went to ``next_provider`` (recorded once).
+
+    The next provider may claim what is left of the price.
+    """
+    if any(
+        h.provider_address.lower() == handover.provider_address.lower() and h.step == handover.step
+        for h in payment.handovers
+    ):
+        return payment
+    left = (payment.price_wei or 0) - handover.amount_wei
+    return payment.model_copy(
+        update={
+            "handovers": [*payment.handovers, handover],
+            "provider_address": next_provider,
+            "price_wei": max(0, left),
+        }
+    )
 
 
 def draft_payment(

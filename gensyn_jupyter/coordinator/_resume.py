@@ -4,26 +4,34 @@ While a cell runs, its provider posts each resumable checkpoint it uploaded
 (``POST /v1/leases/{id}/checkpoint``); the task keeps the latest. When the
 provider goes silent past the lease ttl, a task with such a checkpoint goes
 back to the queue (attempt + 1) instead of failing, and the next provider's
-lease carries the checkpoint as its resume point. Paid tasks are not resumed
-(their escrow is assigned to the lost provider on chain): they fail as before,
-saying so; see docs/faults.md.
+lease carries the checkpoint as its resume point.
+
+A paid run's checkpoint carries the provider's signed claim for the work up
+to it (:class:`~gensyn_jupyter.protocol.ProgressClaim`), checked here; when the
+task resumes, the lease hands it over on chain with ``TaskMarket.reassign``,
+which pays the lost provider that claim at settlement (docs/faults.md).
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..protocol import CheckpointPost, TaskState, Verification
+from ..chain import progress_hash, recover_progress_signer
+from ..protocol import CheckpointPost, Payment, TaskState, Verification
 from ._context import Context
 from ._db import LeaseRow, ProviderRow, TaskRow
 from ._errors import ApiError
 from ._providers import authenticate, touch
 from ._tasks import set_state, task_row
 
-__all__ = ["lost_run", "post_checkpoint", "resume_point"]
+__all__ = ["MAX_HANDOVERS", "lost_run", "post_checkpoint", "resume_point"]
+
+MAX_HANDOVERS = 4  # TaskMarket.MAX_HANDOVERS
+_CLAIM_SLACK_S = 5.0  # clock and upload delays a claim may run ahead of the lease by
 
 
 def post_checkpoint(ctx: Context, lease_id: str, token: str, post: CheckpointPost) -> None:
@@ -60,11 +68,8 @@ def post_checkpoint(ctx: Context, lease_id: str, token: str, post: CheckpointPos
         if task.state != TaskState.RUNNING.value or task.provider_id != provider.id:
             raise ApiError(409, f"task {task.id} is not running on this lease ({task.state})")
         if task.payment is not None:
-            raise ApiError(
-                409,
-                f"task {task.id} is paid: its escrow is assigned to this provider, so a lost "
-                "run is not resumed elsewhere and its checkpoints are not kept",
-            )
+            _check_claim(ctx, task.started_at or now, task.gpus or 1, provider.address, post, now,
+                         Payment.model_validate_json(task.payment))  # fmt: skip
         if task.checkpoint is not None:
             kept = CheckpointPost.model_validate_json(task.checkpoint)
             if kept.step > post.step and kept.leaves[0] == post.leaves[0]:
@@ -73,17 +78,78 @@ def post_checkpoint(ctx: Context, lease_id: str, token: str, post: CheckpointPos
         lease.expires_at = now + ctx.settings.lease_ttl_seconds
 
 
+def _check_claim(
+    ctx: Context,
+    started_at: float,
+    gpus: int,
+    address: str | None,
+    post: CheckpointPost,
+    now: float,
+    payment: Payment,
+) -> None:
+    """400 unless a paid run's checkpoint carries a claim its provider signed, within bounds.
+
+    The claim may not exceed what is left of the price, nor the GPU-seconds of
+    this lease so far at the order's rate: the operator relays it on chain
+    only if the provider is lost, and it is all that provider is then paid.
+    """
+    claim = post.claim
+    if claim is None:
+        raise ApiError(
+            400,
+            "a paid run's checkpoint must carry the provider's signed claim for the work up "
+            "to it ('claim': amount_wei and signature); update the provider",
+            "claim",
+        )
+    if ctx.chain is None or address is None:
+        raise ApiError(409, "this coordinator has no chain to check a paid checkpoint against")
+    leaf = bytes.fromhex(post.leaves[-1].leaf[2:])
+    digest = progress_hash(
+        chain_id=ctx.chain.chain_id,
+        market=ctx.chain.market.address,
+        task_key=bytes.fromhex(payment.task_key[2:]),
+        step=post.step,
+        leaf=leaf,
+        amount_wei=claim.amount_wei,
+    )
+    signer = recover_progress_signer(digest, claim.signature)
+    if signer is None or signer.lower() != address.lower():
+        raise ApiError(
+            400,
+            f"the claim of checkpoint step {post.step} is signed by {signer or 'nobody'}, not "
+            f"by this provider's address {address}: sign TaskMarket.progressHash(task key, "
+            "step, leaf, amount) with the staked key",
+            "claim.signature",
+        )
+    left = payment.price_wei if payment.price_wei is not None else payment.order.max_price_wei
+    worked = max(0.0, now - started_at + _CLAIM_SLACK_S)
+    earned = math.ceil(worked * gpus * payment.rate_wei_per_gpu_second)
+    if claim.amount_wei > min(left, earned):
+        raise ApiError(
+            400,
+            f"the claim of checkpoint step {post.step} asks {claim.amount_wei} wei, but "
+            f"{worked:.1f} s on {gpus} GPU(s) at {payment.rate_wei_per_gpu_second} wei/GPU-s "
+            f"earn at most {earned} wei and {left} wei of the price is left",
+            "claim.amount_wei",
+        )
+
+
 def lost_run(session: Session, task: TaskRow, provider: str, why: str, now: float) -> bool:
     """Queue a running task whose provider was lost, to resume from its latest checkpoint.
 
     Returns False (nothing changed) when the task cannot resume: no checkpoint
-    was posted, it is paid, it is replicated, or it runs several ranks (``--gpus N``).
+    was posted, it is replicated, it runs several ranks (``--gpus N``), or it is
+    paid and was already handed over ``MAX_HANDOVERS`` times.
     """
-    if task.checkpoint is None or task.payment is not None or (task.gpus or 1) > 1:
+    if task.checkpoint is None or (task.gpus or 1) > 1:
+        return False
+    if task.payment is not None and (
+        len(Payment.model_validate_json(task.payment).handovers) >= MAX_HANDOVERS
+    ):
         return False
     verification = task.verification
     if verification and Verification.model_validate_json(verification).mode == "replicate":
-        return False
+        return False  # two runs are compared, not resumed
     point = CheckpointPost.model_validate_json(task.checkpoint)
     task.attempt = (task.attempt or 1) + 1
     set_state(

@@ -15,10 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..chain import MarketError, MarketEvent, format_eth
-from ..protocol import Payment, TaskState, TxKind, TxRef
+from ..protocol import Handover, Payment, TaskState, TxKind, TxRef
 from ._context import Context
 from ._db import ChainCursorRow, ChainEventRow, TaskRow
-from ._payments import add_tx, payment_of, save_payment
+from ._payments import add_tx, handed_over, payment_of, save_payment
 from ._tasks import set_state
 
 __all__ = ["Keeper", "apply_new_events"]
@@ -28,6 +28,7 @@ _MAX_RANGE = 2000
 _TX_KIND: dict[str, TxKind] = {
     "TaskCreated": "fund",
     "TaskAssigned": "assign",
+    "TaskReassigned": "reassign",
     "TaskCommitted": "commit",
     "TaskFinalized": "finalize",
     "TaskCancelled": "cancel",
@@ -61,6 +62,16 @@ def _apply(
                 "price_wei": int(args["price"]),
             }
         )
+    elif name == "TaskReassigned":
+        payment = handed_over(
+            payment,
+            Handover(
+                provider_address=str(args["from"]),
+                step=int(args["step"]),
+                amount_wei=int(args["paidFrom"]),
+            ),
+            str(args["to"]),
+        )
     elif name == "TaskCommitted":
         payment = payment.model_copy(
             update={
@@ -81,6 +92,13 @@ def _apply(
             f"settled: provider paid {format_eth(payment.provider_paid_wei)}, "
             f"{format_eth(payment.refunded_wei)} refunded"
         )
+        if payment.handovers:
+            lost = sum(h.amount_wei for h in payment.handovers)
+            paid = (
+                f"settled: providers paid {format_eth(payment.provider_paid_wei)} "
+                f"({format_eth(lost)} of it for the checkpointed work of the "
+                f"{len(payment.handovers)} lost), {format_eth(payment.refunded_wei)} refunded"
+            )
         if row.state in _ENDED_RUN:
             set_state(session, row, TaskState.SETTLED, paid, now, payment=_summary(payment))
     elif name == "TaskCancelled":

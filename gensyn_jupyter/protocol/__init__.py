@@ -23,6 +23,7 @@ from ._orders import (
 )
 from ._payment import (
     ChainInfo,
+    Handover,
     LoginRequest,
     Payment,
     Session,
@@ -32,7 +33,7 @@ from ._payment import (
     format_eth,
 )
 from ._receipt import RECEIPT_VERSION, Receipt, output_hash
-from ._resume import CheckpointPost
+from ._resume import CheckpointPost, ProgressClaim
 from ._states import TERMINAL_STATES, TaskState, VerifyMode
 from ._task import (
     ErrorBody,
@@ -90,6 +91,7 @@ __all__ = [
     "EventsPost",
     "EventsPostReply",
     "GpuInfo",
+    "Handover",
     "Heartbeat",
     "Hex32",
     "InputKind",
@@ -102,6 +104,7 @@ __all__ = [
     "OutputInfo",
     "OutputKind",
     "Payment",
+    "ProgressClaim",
     "Provider",
     "ProviderInfo",
     "ProviderRegistration",

@@ -11,6 +11,7 @@ from ._orders import Address, TaskOrder
 
 __all__ = [
     "ChainInfo",
+    "Handover",
     "LoginRequest",
     "Payment",
     "Session",
@@ -63,7 +64,9 @@ class Session(_Model):
     expires_at: float
 
 
-TxKind = Literal["fund", "assign", "commit", "finalize", "cancel", "expire", "challenge", "resolve"]
+TxKind = Literal[
+    "fund", "assign", "reassign", "commit", "finalize", "cancel", "expire", "challenge", "resolve"
+]
 
 
 class TxRef(_Model):
@@ -72,6 +75,14 @@ class TxRef(_Model):
     kind: TxKind
     hash: str = Field(pattern=r"^0x[0-9a-f]{64}$")
     block: int | None = None
+
+
+class Handover(_Model):
+    """A provider lost mid-run on a paid task, and what it is paid for its checkpointed work."""
+
+    provider_address: Address
+    step: int = Field(ge=0, description="the checkpoint step the next provider resumed from")
+    amount_wei: int = Field(ge=0, description="what it signed for the work up to that step")
 
 
 class Payment(_Model):
@@ -90,7 +101,13 @@ class Payment(_Model):
     provider2_address: Address | None = Field(
         default=None, description="replicate: the second provider's address"
     )
-    price_wei: int | None = None
+    price_wei: int | None = Field(
+        default=None,
+        description="the most the current provider may claim (what is left of it after a handover)",
+    )
+    handovers: list[Handover] = Field(
+        default_factory=list, description="providers lost mid-run, paid for their checkpoints"
+    )
     amount_due_wei: int | None = None
     challenge_ends_at: int | None = None
     outcome: Literal["finalized", "cancelled", "expired", "slashed"] | None = None

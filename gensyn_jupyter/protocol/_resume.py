@@ -9,7 +9,24 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ._commitment import CheckpointLeaf
 from ._verify import CheckpointBlob
 
-__all__ = ["CheckpointPost"]
+__all__ = ["CheckpointPost", "ProgressClaim"]
+
+
+class ProgressClaim(BaseModel):
+    """What the provider of a paid run claims for its work up to the checkpoint.
+
+    ``signature`` is the provider's EIP-191 signature of
+    ``TaskMarket.progressHash(taskKey, step, leaf, amount_wei)``; if the
+    provider is lost, ``TaskMarket.reassign`` pays it exactly this amount
+    when the task settles (docs/faults.md).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    amount_wei: Annotated[int, Field(ge=0, lt=2**96)] = Field(
+        description="GPU-seconds up to the checkpoint times the rate, at most the price left"
+    )
+    signature: str = Field(pattern=r"^0x[0-9a-fA-F]{130}$", description="65-byte r, s, v")
 
 
 class CheckpointPost(BaseModel):
@@ -38,6 +55,9 @@ class CheckpointPost(BaseModel):
     blobs: Annotated[list[CheckpointBlob], Field(max_length=2048)] = Field(
         default_factory=list,
         description="uploaded checkpoints among ``leaves`` (this one included)",
+    )
+    claim: ProgressClaim | None = Field(
+        default=None, description="a paid run's signed claim for the work up to this checkpoint"
     )
 
     @model_validator(mode="after")

@@ -1,9 +1,10 @@
 """The provider's side of resumable runs: upload each checkpoint at once; fetch a resume point.
 
-While a free task runs, each resumable checkpoint the worker announces
+While a task runs, each resumable checkpoint the worker announces
 (:mod:`._resume`) is uploaded (two blobs) and posted on the lease, newest
 first: if a newer one is announced while an upload is under way, the older
-one is skipped. Should this provider then be lost, the coordinator queues
+one is skipped; a paid run's post carries this provider's signed claim for
+the work up to it. Should this provider then be lost, the coordinator queues
 the task again and the next provider's lease names that checkpoint, which
 :func:`fetch_resume` downloads into the worker's checkpoint directory.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import os
 import stat
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,7 @@ from ..protocol import (
     CheckpointPost,
     CoordinatorError,
     Lease,
+    ProgressClaim,
     sha256_hex,
 )
 from ._client import ProviderClient
@@ -69,6 +72,9 @@ class CheckpointUploader:
         The provider's log.
     known
         Checkpoints already on the coordinator (a resumed run's earlier ones).
+    claim
+        For a paid run: signs the claim for the work up to a checkpoint, given
+        its step, its leaf hash and the seconds since this uploader started.
     """
 
     def __init__(
@@ -78,8 +84,11 @@ class CheckpointUploader:
         directory: Path,
         log: Callable[[str], None],
         known: list[CheckpointBlob],
+        claim: Callable[[int, str, float], ProgressClaim | None] | None = None,
     ) -> None:
         self._client = client
+        self._claim = claim
+        self._started = time.monotonic()
         self._lease = lease
         self._directory = directory
         self._log = log
@@ -141,7 +150,11 @@ class CheckpointUploader:
             for i, leaf in enumerate(leaves)
             if (shas := self._uploaded.get((leaf.step, leaf.kind))) is not None
         ]
+        claim = None
+        if self._claim is not None:
+            claim = self._claim(step, leaves[-1].leaf, time.monotonic() - self._started)
         post = CheckpointPost(
+            claim=claim,
             leaf=int(progress["leaf"]),
             step=step,
             leaves=leaves,

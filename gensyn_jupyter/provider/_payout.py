@@ -14,8 +14,8 @@ from collections.abc import Callable
 from eth_account.signers.local import LocalAccount
 from web3 import HTTPProvider, Web3
 
-from ..chain import Market, MarketError
-from ..protocol import ChainInfo, Lease, ResultManifest, output_hash
+from ..chain import Market, MarketError, progress_hash, sign_progress
+from ..protocol import ChainInfo, Lease, ProgressClaim, ResultManifest, output_hash
 
 __all__ = ["Payout", "amount_due", "checkpoint_root", "output_hash"]
 
@@ -66,6 +66,26 @@ class Payout:
             return
         self._market.transact(self.account, "stake", value=missing)
         self._log(f"staked {missing} wei as {self.account.address}")
+
+    def claim(self, lease: Lease, step: int, leaf: str, worked_s: float) -> ProgressClaim | None:
+        """The signed claim for the work up to a checkpoint (``worked_s`` into this lease).
+
+        If this provider is lost, the operator hands the task over on chain with
+        it and this provider is paid that amount at settlement (docs/faults.md).
+        """
+        payment = lease.task.payment
+        if payment is None:
+            return None
+        amount = amount_due(lease, worked_s)
+        digest = progress_hash(
+            chain_id=self.chain.chain_id,
+            market=self.chain.market,
+            task_key=bytes.fromhex(payment.task_key[2:]),
+            step=step,
+            leaf=bytes.fromhex(leaf[2:]),
+            amount_wei=amount,
+        )
+        return ProgressClaim(amount_wei=amount, signature=sign_progress(self.account, digest))
 
     def commit(self, lease: Lease, manifest: ResultManifest) -> str | None:
         """Commit the result of a paid lease on chain; the transaction hash, or None on refusal."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -173,11 +174,17 @@ class TaskRunner:
         with self._lock:
             self._current = (task.id, worker)
         stderr_tail = _Tail()
-        uploader = None  # free runs post each checkpoint: they resume elsewhere if this dies
-        if not replica and task.payment is None:
+        uploader = None  # runs post each checkpoint: they resume elsewhere if this dies
+        payout = self.payout
+        if not replica and (task.payment is None or payout is not None):
             known = lease.resume.blobs if lease.resume is not None else []
             directory = self._checkpoint_dir / task.id
-            uploader = CheckpointUploader(self._client, lease, directory, self._log, known)
+            claim = None
+            if payout is not None and task.payment is not None:
+                claim = functools.partial(payout.claim, lease)  # signed progress, for a handover
+            uploader = CheckpointUploader(
+                self._client, lease, directory, self._log, known, claim=claim
+            )
         pumps = [
             threading.Thread(target=_pump_text, args=(worker.proc.stdout, "stdout", outbox, None)),
             threading.Thread(
