@@ -1,0 +1,170 @@
+"""A paid run's checkpoints carry its provider's signed claim; a lost run is handed over on it.
+
+A coordinator with escrow on a real anvil (the app and its lifespan through
+Starlette's TestClient, 1 s lease ttl). The provider of a paid task posts
+checkpoints: without a claim, with a claim signed by another key, or asking
+more than its seconds earned are refused with what is wrong; a good one is
+kept. When the provider goes silent, the next staked provider's lease
+resumes from that checkpoint and the task is handed over to it on chain with
+the lost provider's claim.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account.signers.local import LocalAccount
+from fastapi.testclient import TestClient
+from web3 import HTTPProvider, Web3
+
+from gensyn_jupyter.chain import (
+    Devchain,
+    Market,
+    MarketConfig,
+    approve_task,
+    progress_hash,
+    sign_in,
+    sign_progress,
+    start_anvil,
+)
+from gensyn_jupyter.coordinator import ChainConfig, create_app
+from gensyn_jupyter.protocol import Task, task_key
+
+from .coordinator_helpers import bundle_bytes, sha
+
+ETH = 10**18
+RATE = 10**12
+LEAF = "0x" + "22" * 32
+
+
+@pytest.fixture(scope="module")
+def chain() -> Iterator[Devchain]:
+    node = start_anvil()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture
+def market(chain: Devchain) -> Market:
+    acc = chain.accounts
+    config = MarketConfig(
+        operator=acc[1].address, referee=acc[8].address, treasury=acc[9].address,
+        min_stake=ETH, min_bond=ETH // 10, unbonding_delay=60, challenge_window=1,
+    )  # fmt: skip
+    return Market.deploy(w3=Web3(HTTPProvider(chain.rpc_url)), deployer=acc[0], config=config)
+
+
+@pytest.fixture
+def client(tmp_path: Path, chain: Devchain, market: Market) -> Iterator[TestClient]:
+    app = create_app(
+        database_url=f"sqlite:///{tmp_path / 'c.sqlite'}",
+        blob_dir=tmp_path / "blobs",
+        lease_ttl_seconds=1.0,
+        heartbeat_seconds=0.3,
+        chain=ChainConfig(
+            rpc_url=chain.rpc_url,
+            market=market.address,
+            operator_key="0x" + bytes(chain.accounts[1].key).hex(),
+            rate_wei_per_gpu_second=RATE,
+            poll_seconds=0.05,
+            from_block=int(market.w3.eth.block_number),
+        ),
+    )
+    with TestClient(app, base_url="http://127.0.0.1:8765") as http:
+        yield http
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _provider(client: TestClient, market: Market, account: LocalAccount, name: str) -> Any:
+    market.transact(account, "stake", value=ETH)
+    info = {"name": name, "device_type": "cpu", "cpu_count": 2, "python": "3.11.7",
+            "torch": "2.13.0"}  # fmt: skip
+    reg = client.post("/v1/providers", json=info, headers=_bearer(sign_in(client, account).token))
+    assert reg.status_code == 201, reg.text
+    return reg.json()["provider"]["id"], _bearer(reg.json()["token"])
+
+
+def _checkpoint(client: TestClient, step: int, claim: dict[str, Any] | None) -> dict[str, Any]:
+    shas = []
+    for part in ("meta", "tensors"):
+        data = f"{part} of step {step}".encode()
+        assert client.put(f"/v1/blobs/{sha(data)}", content=data).status_code in (200, 201)
+        shas.append(sha(data))
+    leaves = [
+        {"step": 0, "kind": "start", "leaf": "0x" + "11" * 32, "resumable": True},
+        {"step": step, "kind": "boundary", "leaf": LEAF, "resumable": True},
+    ]
+    blob = {"leaf": 1, "step": step, "kind": "boundary", "meta": shas[0], "tensors": shas[1]}
+    return {"leaf": 1, "step": step, "leaves": leaves, "dues": [0, step], "every": 5,
+            "next_due": step + 5, "blobs": [blob], "claim": claim}  # fmt: skip
+
+
+def _claim(market: Market, account: LocalAccount, task: Task, step: int, amount: int) -> Any:
+    digest = progress_hash(
+        chain_id=int(market.w3.eth.chain_id), market=market.address,
+        task_key=task_key(task.id), step=step, leaf=bytes.fromhex(LEAF[2:]), amount_wei=amount,
+    )  # fmt: skip
+    return {"amount_wei": amount, "signature": sign_progress(account, digest)}
+
+
+def test_paid_checkpoints_need_their_provider_s_claim_and_a_lost_run_is_handed_over_on_it(
+    client: TestClient, chain: Devchain, market: Market
+) -> None:
+    user, lost_key, next_key, stranger = (chain.accounts[i] for i in (0, 3, 4, 5))
+    owner = _bearer(sign_in(client, user).token)
+    lost_id, lost_auth = _provider(client, market, lost_key, "lost")
+    data = bundle_bytes()
+    assert client.put(f"/v1/blobs/{sha(data)}", content=data).status_code in (200, 201)
+    created = client.post("/v1/tasks", json={"bundle": sha(data), "max_seconds": 60}, headers=owner)
+    assert created.status_code == 201, created.text
+    task = Task.model_validate(created.json())
+    client.headers.update(owner)  # the owner's wallet approves and funds
+    approve_task(http=client, market=market, account=user, task=task)
+    del client.headers["Authorization"]
+    lease = client.post(f"/v1/providers/{lost_id}/lease", params={"wait": 5}, headers=lost_auth)
+    assert lease.status_code == 200, lease.text
+    url = f"/v1/leases/{lease.json()['id']}/checkpoint"
+
+    def post(claim: dict[str, Any] | None) -> Any:
+        return client.post(url, json=_checkpoint(client, 10, claim), headers=lost_auth)
+
+    missing = post(None)
+    assert missing.status_code == 400 and "signed claim" in missing.json()["detail"]
+    forged = post(_claim(market, stranger, task, 10, RATE))
+    assert forged.status_code == 400
+    assert f"signed by {stranger.address}, not by this provider" in forged.json()["detail"]
+    greedy = post(_claim(market, lost_key, task, 10, RATE * 3600))
+    assert greedy.status_code == 400 and "earn at most" in greedy.json()["detail"]
+    claimed = RATE // 2
+    assert post(_claim(market, lost_key, task, 10, claimed)).status_code == 204
+
+    # the lost provider goes silent; the next one resumes from step 10 and the chain follows
+    next_id, next_auth = _provider(client, market, next_key, "next")
+    deadline = time.monotonic() + 20
+    while True:
+        again = client.post(f"/v1/providers/{next_id}/lease", params={"wait": 2}, headers=next_auth)
+        if again.status_code == 200:
+            break
+        assert time.monotonic() < deadline, "the lost run was not handed over"
+    resumed = again.json()
+    assert resumed["resume"]["step"] == 10
+    payment = resumed["task"]["payment"]
+    assert [t["kind"] for t in payment["transactions"]] == ["fund", "assign", "reassign"]
+    assert payment["handovers"] == [
+        {"provider_address": lost_key.address, "step": 10, "amount_wei": claimed}
+    ]
+    assert payment["provider_address"] == next_key.address
+    assert payment["price_wei"] == payment["order"]["max_price_wei"] - claimed
+    on_chain = market.task(task_key(task.id))
+    assert on_chain.provider == next_key.address and on_chain.amount_due == 0
+    handovers = market.call("handoversOf", task_key(task.id))
+    assert [tuple(h) for h in handovers] == [(lost_key.address, claimed)]
