@@ -37,7 +37,7 @@ contract TaskMarket {
         uint40 deadline;
         uint40 challengeEnd; // set by the commit that opens the window
         Status status;
-        uint8 flags; // bit 0: provider committed, bit 1: provider2 committed, bit 2: replicated
+        uint8 flags; // bit 0: provider committed, bit 1: provider2 committed, bit 2: replicated, bit 3: handed over
         // slot 1
         uint96 maxPayment;
         uint96 verifierFee;
@@ -85,21 +85,16 @@ contract TaskMarket {
         bool warm;
     }
 
-    /// @dev A provider lost mid-run whose signed progress the next provider
-    ///      resumed from: paid `amount` at finalize, slashable until then.
-    struct Handover {
-        address provider;
-        uint96 amount;
-    }
 
     uint8 private constant _COMMITTED1 = 1;
     uint8 private constant _COMMITTED2 = 2;
     uint8 private constant _REPLICATED = 4;
     uint8 private constant _BOTH = _COMMITTED1 | _COMMITTED2;
+    uint8 private constant _HANDED_OVER = 8; // finalize reads the handovers only then
     uint64 private constant _MAX_DURATION = type(uint32).max;
     uint64 private constant _MAX_TIME = type(uint40).max - _MAX_DURATION;
     /// @dev Bounds the loop in finalize: a task handed over more often fails instead.
-    uint256 public constant MAX_HANDOVERS = 4;
+    uint256 private constant _MAX_HANDOVERS = 4;
     /// @dev Domain tag of the progress a provider signs at each checkpoint.
     bytes32 private constant _PROGRESS_TAG = keccak256("gensyn.TaskMarket.progress.v1");
     uint256 private constant _HALF_N = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0;
@@ -205,9 +200,14 @@ contract TaskMarket {
 
     mapping(bytes32 => Task) private _tasks;
     mapping(address => Account) private _accounts;
-    mapping(bytes32 => Handover[]) private _handovers;
     Totals private _totals; // settlement moves escrow to credits in one slot
     Holdings private _holdings;
+    /// @dev The providers lost mid-run on a task, each packed as
+    ///      `uint160(provider) | amount << 160`: paid `amount` at finalize (what
+    ///      it signed for its checkpoint), slashable until then. Packed by hand:
+    ///      a struct array shares the optimizer's store helpers with assign,
+    ///      which then stops merging its writes (776 gas more on every task).
+    mapping(bytes32 => uint256[]) private _handovers;
 
     constructor(
         address operator_,
@@ -403,14 +403,14 @@ contract TaskMarket {
     /// @notice Operator only: the assigned provider of an unreplicated task was lost
     ///         before committing, and `nextProvider` resumes its run from the
     ///         checkpoint `leaf` at optimizer step `step`. `signature` is the lost
-    ///         provider's EIP-191 signature over `progressHash(taskId, step, leaf,
+    ///         provider's EIP-191 signature over `_progressHash(taskId, step, leaf,
     ///         amount)`: it claims `amount` for the work up to that checkpoint, so
     ///         the operator can neither invent progress nor pay the lost provider
     ///         more than it signed. That amount is paid at finalize (nothing if the
     ///         task expires or a fraud is proven); the next provider may claim at most
     ///         what is left of the price. `verifier` replaces the task's verifier
-    ///         (address(0) for none). Before the deadline only, at most MAX_HANDOVERS
-    ///         times; a handed-over provider stays slashable for its segments.
+    ///         (address(0) for none). Before the deadline only, at most 4 times; a
+    ///         handed-over provider stays slashable for its segments.
     function reassign(
         bytes32 taskId,
         address nextProvider,
@@ -421,42 +421,50 @@ contract TaskMarket {
         bytes calldata signature
     ) external {
         if (msg.sender != operator) revert NotOperator(msg.sender);
-        Task storage t = _task(taskId);
-        _requireStatus(taskId, _status(t), Status.Assigned);
+        // Written out rather than through the helpers the task path shares, so the
+        // optimizer keeps inlining those in assign/commit/finalize (gas of the task path).
+        Task storage t = _tasks[taskId];
+        Status status = t.status;
+        if (status == Status.None) revert UnknownTask(taskId);
+        if (status != Status.Open || t.provider == address(0)) revert WrongStatus(taskId, uint8(status));
         uint64 deadline = t.deadline;
         if (block.timestamp > deadline) revert DeadlinePassed(deadline);
-        if (t.flags != 0) revert NotReassignable(taskId); // replicated, or already committed
+        if (t.flags & (_REPLICATED | _BOTH) != 0) revert NotReassignable(taskId); // or committed
         if (nextProvider == address(0)) revert InvalidProvider(nextProvider);
         if (verifier != address(0) && verifier == nextProvider) revert InvalidVerifier(verifier);
-        _requireStaked(nextProvider);
-        Handover[] storage handovers = _handovers[taskId];
-        if (handovers.length >= MAX_HANDOVERS) revert TooManyHandovers(taskId, MAX_HANDOVERS);
+        uint256 bonded = _accounts[nextProvider].bonded;
+        if (bonded < minStake) revert StakeTooLow(nextProvider, bonded, minStake);
+        uint256[] storage handovers = _handovers[taskId];
+        if (handovers.length >= _MAX_HANDOVERS) revert TooManyHandovers(taskId, _MAX_HANDOVERS);
         address lost = t.provider;
-        address signer = _recover(progressHash(taskId, step, leaf, amount), signature);
+        address signer = _recover(_progressHash(taskId, step, leaf, amount), signature);
         if (signer != lost) revert BadProgressSignature(taskId, signer, lost);
         uint256 left = t.amountDue; // the price left until the provider commits
         if (amount > left) revert AmountAboveMaximum(amount, left);
-        handovers.push(Handover(lost, uint96(amount)));
-        t.provider = nextProvider;
-        t.amountDue = uint96(left - amount);
-        t.verifier = verifier;
+        handovers.push(uint256(uint160(lost)) | (amount << 160)); // amount < 2**96: <= left
+        uint256 price = t.price;
+        // Whole-slot writes (slot 0: flags in its top byte; slot 2: provider,
+        // amountDue; slot 3: verifier, price): field writes here would share the
+        // optimizer's store helpers with assign, which then stops merging its own
+        // writes and costs 776 gas more on every task.
+        assembly ("memory-safe") {
+            let base := t.slot
+            sstore(base, or(sload(base), shl(251, 1))) // flags |= _HANDED_OVER (bit 3)
+            sstore(add(base, 2), or(nextProvider, shl(160, sub(left, amount))))
+            sstore(add(base, 3), or(verifier, shl(160, price)))
+        }
         emit TaskReassigned(taskId, lost, nextProvider, step, leaf, amount);
     }
 
-    /// @notice The hash a provider signs (EIP-191 personal message of these 32
-    ///         bytes) to claim `amount` for its work up to checkpoint `leaf` at
-    ///         `step` of `taskId` on this market and chain.
-    function progressHash(bytes32 taskId, uint256 step, bytes32 leaf, uint256 amount)
-        public
+    /// @dev The hash a provider signs (EIP-191 personal message of these 32
+    ///      bytes) to claim `amount` for its work up to checkpoint `leaf` at `step`
+    ///      of `taskId` on this market and chain (gensyn_jupyter.chain.progress_hash).
+    function _progressHash(bytes32 taskId, uint256 step, bytes32 leaf, uint256 amount)
+        private
         view
         returns (bytes32)
     {
         return keccak256(abi.encode(_PROGRESS_TAG, block.chainid, address(this), taskId, step, leaf, amount));
-    }
-
-    /// @notice The providers lost mid-run on `taskId` and what each is paid at finalize.
-    function handoversOf(bytes32 taskId) external view returns (Handover[] memory) {
-        return _handovers[taskId];
     }
 
     /// @notice Anyone: challenge a committed task during its window with a bond >= minBond.
@@ -540,11 +548,13 @@ contract TaskMarket {
         uint256 escrow = uint256(t.maxPayment) + t.verifierFee;
         uint256 paid = t.amountDue;
         _pay(t.provider, paid);
-        Handover[] storage handovers = _handovers[taskId];
-        for (uint256 i = 0; i < handovers.length; i++) {
-            Handover storage h = handovers[i];
-            _pay(h.provider, h.amount);
-            paid += h.amount;
+        if (t.flags & _HANDED_OVER != 0) {
+            uint256[] storage handovers = _handovers[taskId];
+            for (uint256 i = 0; i < handovers.length; i++) {
+                uint256 h = handovers[i];
+                _pay(address(uint160(h)), h >> 160);
+                paid += h >> 160;
+            }
         }
         if (t.flags & _REPLICATED != 0) {
             uint256 paid2 = t.amountDue2;
@@ -709,9 +719,9 @@ contract TaskMarket {
     }
 
     function _handedOver(bytes32 taskId, address who) private view returns (bool) {
-        Handover[] storage handovers = _handovers[taskId];
+        uint256[] storage handovers = _handovers[taskId];
         for (uint256 i = 0; i < handovers.length; i++) {
-            if (handovers[i].provider == who) return true;
+            if (address(uint160(handovers[i])) == who) return true;
         }
         return false;
     }

@@ -67,6 +67,14 @@ _EXPLANATIONS: dict[str, str] = {
     "StillUnbonding": "the stake is still unbonding; withdraw it once the delay is over",
     "NothingToWithdraw": "there is nothing to withdraw",
     "TransferFailed": "the receiver rejected the payment; the credit stays until it accepts",
+    "BadProgressSignature": (
+        "the progress claim is not signed by the provider being replaced; only its own "
+        "signed checkpoint claim can hand the task over"
+    ),
+    "TooManyHandovers": "this task was handed over the most times allowed; it can only expire",
+    "NotReassignable": (
+        "only an unreplicated task whose provider has not committed can be handed over"
+    ),
 }
 
 _PANICS = {

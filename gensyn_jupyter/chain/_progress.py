@@ -1,7 +1,7 @@
 """Signed progress: what a provider claims for its work up to a checkpoint.
 
 At each checkpoint of a paid run the provider signs, with its own key, the
-hash ``TaskMarket.progressHash(taskId, step, leaf, amount)`` as an EIP-191
+hash the contract's progress hash of ``(taskId, step, leaf, amount)`` as an EIP-191
 personal message. If the provider is lost, the operator hands the task over
 with ``TaskMarket.reassign``, which pays the lost provider exactly the amount
 it signed for the checkpoint the next provider resumes from (see
@@ -28,7 +28,7 @@ _TAG = keccak(text="gensyn.TaskMarket.progress.v1")
 def progress_hash(
     *, chain_id: int, market: str, task_key: bytes, step: int, leaf: bytes, amount_wei: int
 ) -> bytes:
-    """``TaskMarket.progressHash``: the 32 bytes a provider signs for a checkpoint."""
+    """The 32 bytes a provider signs for a checkpoint (``TaskMarket._progressHash``)."""
     return keccak(
         encode(
             ["bytes32", "uint256", "address", "bytes32", "uint256", "bytes32", "uint256"],

@@ -30,7 +30,7 @@ from ._tasks import set_state, task_row
 
 __all__ = ["MAX_HANDOVERS", "lost_run", "post_checkpoint", "resume_point"]
 
-MAX_HANDOVERS = 4  # TaskMarket.MAX_HANDOVERS
+MAX_HANDOVERS = 4  # TaskMarket._MAX_HANDOVERS: reassign refuses a fifth
 _CLAIM_SLACK_S = 5.0  # clock and upload delays a claim may run ahead of the lease by
 
 
@@ -117,7 +117,7 @@ def _check_claim(
         raise ApiError(
             400,
             f"the claim of checkpoint step {post.step} is signed by {signer or 'nobody'}, not "
-            f"by this provider's address {address}: sign TaskMarket.progressHash(task key, "
+            f"by this provider's address {address}: sign the progress hash of (task key, "
             "step, leaf, amount) with the staked key",
             "claim.signature",
         )

@@ -166,5 +166,8 @@ def test_paid_checkpoints_need_their_provider_s_claim_and_a_lost_run_is_handed_o
     assert payment["price_wei"] == payment["order"]["max_price_wei"] - claimed
     on_chain = market.task(task_key(task.id))
     assert on_chain.provider == next_key.address and on_chain.amount_due == 0
-    handovers = market.call("handoversOf", task_key(task.id))
-    assert [tuple(h) for h in handovers] == [(lost_key.address, claimed)]
+    moved = [e.args for e in market.events(from_block=0, task_id=task_key(task.id))
+             if e.name == "TaskReassigned"]  # fmt: skip
+    assert [(m["from"], m["to"], m["step"], m["paidFrom"]) for m in moved] == [
+        (lost_key.address, next_key.address, 10, claimed)
+    ]
