@@ -15,10 +15,11 @@ __all__ = ["CheckpointPost", "ProgressClaim"]
 class ProgressClaim(BaseModel):
     """What the provider of a paid run claims for its work up to the checkpoint.
 
-    ``signature`` is the provider's EIP-191 signature of
-    the market's progress hash of ``(taskKey, step, leaf, amount_wei)`` (:func:`gensyn_jupyter.chain.progress_hash`); if the
-    provider is lost, ``TaskMarket.reassign`` pays it exactly this amount
-    when the task settles (docs/faults.md).
+    ``signature`` is the provider's EIP-191 signature of the market's progress
+    hash of ``(taskKey, step, leaf, amount_wei)``
+    (:func:`gensyn_jupyter.chain.progress_hash`); if the provider is lost,
+    ``TaskMarket.reassign`` pays it exactly this amount when the task settles
+    (docs/faults.md).
     """
 
     model_config = ConfigDict(extra="forbid")
