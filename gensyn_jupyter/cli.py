@@ -101,10 +101,8 @@ def _parser() -> argparse.ArgumentParser:
         "limit off",
     )
     coord.add_argument("--burst", type=int, default=1000, help="requests a caller may burst")
-    coord.add_argument(
-        "--private-tasks",
-        action="store_true",
-        help="task reads answer only the task's owner (see docs/security.md)",
+    coord.add_argument(  # task reads are owner-only now; the old switch is accepted
+        "--private-tasks", action="store_true", help=argparse.SUPPRESS
     )
     coord.add_argument("--rpc", default=None, help="JSON-RPC URL of the chain (escrow on)")
     coord.add_argument("--market", default=None, help="address of the deployed TaskMarket")
@@ -525,7 +523,6 @@ def main(argv: list[str] | None = None) -> int:
             log_json=args.log_json,
             drain_seconds=args.drain_seconds,
             rate_limit=rate_limit,
-            private_tasks=args.private_tasks,
         )
         return 0
     from .config import gensyn_home

@@ -28,7 +28,7 @@ import httpx
 from web3 import HTTPProvider, Web3
 
 from gensyn_jupyter.chain import Market, dev_accounts
-from gensyn_jupyter.config import pid_alive, read_devnet_state
+from gensyn_jupyter.config import pid_alive, read_devnet_state, read_session_token
 
 __all__ = ["DemoNetwork"]
 
@@ -193,7 +193,9 @@ class DemoNetwork:
         return [p["info"]["name"] for p in providers if p["state"] != "offline"]
 
     def _tasks(self) -> list[dict[str, Any]]:
-        reply = httpx.get(f"{self.url}/v1/tasks", params={"limit": 5}, timeout=5)
+        token = read_session_token(self.url)  # the coordinator lists the notebook user's own
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        reply = httpx.get(f"{self.url}/v1/tasks", params={"limit": 5}, headers=headers, timeout=5)
         return list(reply.json())
 
     def _wait_for_a_new_task_to_run(self, before: set[str]) -> None:

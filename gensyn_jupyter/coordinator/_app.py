@@ -97,7 +97,6 @@ def create_app(
     chain: ChainConfig | None = None,
     max_metric_points: int = 200_000,
     rate_limit: RateLimit | None = RateLimit(),  # noqa: B008 - frozen, shared safely
-    private_tasks: bool = False,
 ) -> fastapi.FastAPI:
     """Build the coordinator's FastAPI app.
 
@@ -122,10 +121,6 @@ def create_app(
     rate_limit
         Requests per second (and burst) per caller, a bearer token or an IP
         (429 beyond); None turns the limit off.
-    private_tasks
-        Task reads (``GET /v1/tasks...``) answer only the owner's session,
-        anyone else 404 as for an unknown task. Off by default: the server
-        extension and the class service still read tasks without a session.
 
     Returns
     -------
@@ -142,7 +137,6 @@ def create_app(
         max_blob_bytes=max_blob_bytes,
         max_json_bytes=max_json_bytes,
         max_metric_points=max_metric_points,
-        private_tasks=private_tasks,
     )
     ctx = Context(
         db=Database(database_url),
@@ -229,7 +223,6 @@ def serve(
     max_json_bytes: int = 16 * 2**20,
     chain: ChainConfig | None = None,
     rate_limit: RateLimit | None = RateLimit(),  # noqa: B008 - frozen, shared safely
-    private_tasks: bool = False,
     log_json: bool = False,
     drain_seconds: float = 5.0,
 ) -> None:
@@ -248,7 +241,7 @@ def serve(
         Another database instead of the SQLite file (e.g. PostgreSQL).
     lease_ttl_seconds, heartbeat_seconds, max_blob_bytes, max_json_bytes
         As for :func:`create_app`.
-    chain, rate_limit, private_tasks
+    chain, rate_limit
         As for :func:`create_app`.
     log_json
         Log one JSON object per line (with task, lease and provider ids) on stderr.
@@ -268,7 +261,6 @@ def serve(
         max_json_bytes=max_json_bytes,
         chain=chain,
         rate_limit=rate_limit,
-        private_tasks=private_tasks,
     )
     configure_logging(json_logs=log_json)
     config = uvicorn.Config(

@@ -2,8 +2,9 @@
 
 ``POST /v1/auth/nonce`` hands out a single-use nonce; ``POST /v1/auth/login``
 checks the signed message (domain, nonce, chain, expiry, signature) and
-answers a bearer token kept only hashed. ``Account`` is the dependency that
-turns a session token into the address it signed in as.
+answers a bearer token kept only hashed. ``OptionalAccount`` and
+``RequiredAccount`` turn a session token into the address it signed in as;
+``AnyCaller`` accepts a session or a provider token (the blob routes).
 """
 
 from __future__ import annotations
@@ -17,19 +18,22 @@ from sqlalchemy import delete, select
 
 from ..chain import SiweError, SiweMessage, new_nonce, verify_siwe
 from ..protocol import LoginRequest, Session, SiweChallenge
+from ._blob_index import Caller
 from ._context import Context, Ctx, in_thread
-from ._db import NonceRow, SessionRow
+from ._db import NonceRow, ProviderRow, SessionRow
 from ._errors import ApiError
 from ._ids import hash_token, new_token
 
 __all__ = [
     "SIGN_IN_STATEMENT",
+    "AnyCaller",
     "OptionalAccount",
     "RequiredAccount",
     "issue_nonce",
     "login",
     "request_domain",
     "session_address",
+    "token_caller",
 ]
 
 SIGN_IN_STATEMENT = (
@@ -138,8 +142,45 @@ async def _required_account(
     return account
 
 
+def token_caller(ctx: Context, token: str | None) -> Caller:
+    """Who a bearer token belongs to: a live session's account, a provider, or nobody.
+
+    Raises
+    ------
+    ApiError
+        401 for a token that is neither a live session nor a provider's.
+    """
+    if not token:
+        return Caller()
+    address = session_address(ctx, token)
+    if address is not None:
+        return Caller(account=address)
+    with ctx.db.read() as session:
+        provider = session.scalar(
+            select(ProviderRow.id).where(ProviderRow.token_hash == hash_token(token))
+        )
+    if provider is None:
+        raise ApiError(
+            401,
+            "bearer token not recognised: it is neither a live session (sign in again: "
+            "POST /v1/auth/nonce, then /v1/auth/login) nor a provider's token",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return Caller(provider_id=provider)
+
+
+async def _any_caller(
+    ctx: Ctx,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Caller:
+    token = credentials.credentials if credentials is not None else None
+    return await in_thread(token_caller, ctx, token)
+
+
 OptionalAccount = Annotated[str | None, Depends(_optional_account)]
 RequiredAccount = Annotated[str, Depends(_required_account)]
+AnyCaller = Annotated[Caller, Depends(_any_caller)]
+"""A session or a provider token (401 for another token), or nobody (no token)."""
 
 
 def request_domain(request: Request) -> tuple[str, str]:

@@ -34,8 +34,6 @@ class Settings:
     fallback_poll_seconds: float = 1.0
     max_metric_points: int = 200_000
     """Most metric points one ``POST /v1/leases/{id}/events`` may carry (413 beyond)."""
-    private_tasks: bool = False
-    """Task reads answer only the owner's session (others: 404, as an unknown task)."""
     sse_ping_seconds: float = 15.0
 
     @property

@@ -40,6 +40,7 @@ __all__ = [
     "WRITE_LOCK_KEY",
     "Base",
     "BlobRow",
+    "BlobUploaderRow",
     "ChainCursorRow",
     "ChainEventRow",
     "Database",
@@ -49,6 +50,7 @@ __all__ = [
     "OrderRow",
     "ProviderRow",
     "SessionRow",
+    "TaskBlobRow",
     "TaskRow",
     "VerifyJobRow",
 ]
@@ -159,6 +161,34 @@ class BlobRow(Base):
     sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class BlobUploaderRow(Base):
+    """Who uploaded a blob: ``account:0x...`` (lowercase), ``provider:p-...`` or ``anonymous``.
+
+    Each PUT of the bytes adds its caller, so everyone who proved they hold
+    the bytes may read them back (see ``_blob_index``).
+    """
+
+    __tablename__ = "blob_uploaders"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    principal: Mapped[str] = mapped_column(String(80), primary_key=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class TaskBlobRow(Base):
+    """A blob a task uses: its bundle and inputs, its results, its checkpoints.
+
+    ``role`` is ``bundle``, ``input``, ``result``, ``checkpoint`` or ``replica``.
+    Read access to a blob follows the tasks that use it (``_blob_index``).
+    """
+
+    __tablename__ = "task_blobs"
+
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
+    role: Mapped[str] = mapped_column(String(16))
 
 
 class EventRow(Base):
@@ -296,7 +326,11 @@ class Database:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": WRITE_LOCK_KEY})
             Base.metadata.create_all(conn)
             _add_missing_columns(conn)
+            from ._blob_index import backfill, index_on_flush  # it imports these tables
+
+            backfill(conn)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        event.listen(self._sessions, "before_flush", index_on_flush)
         self._write_lock = threading.Lock()
 
     @contextmanager

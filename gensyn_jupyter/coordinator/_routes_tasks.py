@@ -60,7 +60,8 @@ async def get_tasks(
         str | None, Query(pattern=r"^0x[0-9a-fA-F]{40}$", description="only this owner's tasks")
     ] = None,
 ) -> list[Task]:
-    """Tasks, newest first; ``state`` keeps only those in that state."""
+    """The caller's tasks and those without an owner, newest first; ``state`` keeps only
+    those in that state, ``account`` only that owner's (empty for another account)."""
     return await in_thread(list_tasks, ctx, state, limit, account, viewer)
 
 
@@ -68,7 +69,8 @@ async def get_tasks(
     "/{task_id}", response_model=Task, summary="Read a task", responses=error_responses(404)
 )
 async def read_task(task_id: str, ctx: Ctx, viewer: OptionalAccount) -> Task:
-    """The task as the coordinator knows it now (its owner only, when tasks are private)."""
+    """The task as the coordinator knows it now: its owner's session only (404 for anyone
+    else, as an unknown task); a task without an owner is read by anyone."""
     return await in_thread(get_task, ctx, task_id, viewer)
 
 

@@ -25,6 +25,7 @@ from ..protocol import (
     Verification,
     VerifyMode,
 )
+from ._blob_index import Caller, index_blobs, readable_among
 from ._context import Context
 from ._db import TaskRow
 from ._errors import ApiError, validation_problem
@@ -106,11 +107,19 @@ def end_run(
     set_state(session, task, state, message, now, **extra)
 
 
-def _check_bundle(ctx: Context, spec: TaskSpec) -> int:
-    """Check the bundle and its blobs; the bytes of the bundle plus its distinct input blobs."""
+def _usable(ctx: Context, shas: list[str], caller: Caller) -> set[str]:
+    with ctx.db.read() as session:
+        return readable_among(session, shas, caller)
+
+
+def _check_bundle(ctx: Context, spec: TaskSpec, caller: Caller) -> tuple[int, set[str]]:
+    """Check the bundle and its blobs: the bytes of the bundle plus its distinct input
+    blobs, and those inputs. Every blob must be stored and readable by the submitter
+    (a task cannot be used to read someone else's blob by naming its hash)."""
     sha = spec.bundle
     size = ctx.blobs.size(sha)
-    if size is None:
+    if size is None or sha not in _usable(ctx, [sha], caller):
+        # the same 400 for a blob stored but not the submitter's: a hash reveals nothing
         raise ApiError(
             400, f"bundle blob {sha} was not uploaded; PUT /v1/blobs/{sha} first", "bundle"
         )
@@ -134,20 +143,22 @@ def _check_bundle(ctx: Context, spec: TaskSpec) -> int:
             "them off (--checkpoint-every 0); drop that option or submit with verify 'none'",
             "verify",
         )
+    usable = _usable(ctx, [r.blob for r in bundle.inputs if r.blob is not None], caller)
     inputs: dict[str, int] = {}
     for ref in bundle.inputs:
         if ref.blob is None:
             continue
         blob_size = ctx.blobs.size(ref.blob)
-        if blob_size is None:
+        if blob_size is None or ref.blob not in usable:
             raise ApiError(
                 400,
                 f"input '{ref.name}' refers to blob {ref.blob} which was not uploaded; "
-                f"PUT /v1/blobs/{ref.blob} first",
+                f"PUT /v1/blobs/{ref.blob} first (a task names only blobs its submitter "
+                "uploaded or may read)",
                 "bundle",
             )
         inputs[ref.blob] = blob_size
-    return size + sum(inputs.values())
+    return size + sum(inputs.values()), set(inputs)
 
 
 def create_task(ctx: Context, spec: TaskSpec, account: str | None = None) -> Task:
@@ -163,7 +174,8 @@ def create_task(ctx: Context, spec: TaskSpec, account: str | None = None) -> Tas
             "Open the Gensyn panel to connect a wallet, or run `gensyn signer` with your key",
         )
     # The approval shows the size to the payer: store what was measured, not what was claimed.
-    spec = spec.model_copy(update={"bundle_bytes": _check_bundle(ctx, spec)})
+    measured, inputs = _check_bundle(ctx, spec, Caller(account=account))
+    spec = spec.model_copy(update={"bundle_bytes": measured})
     now = time.time()
     with ctx.db.write() as session:
         task_id = new_id("t")
@@ -189,6 +201,8 @@ def create_task(ctx: Context, spec: TaskSpec, account: str | None = None) -> Tas
         )
         session.add(row)
         session.flush()
+        index_blobs(session, task_id, [spec.bundle], "bundle")
+        index_blobs(session, task_id, inputs - {spec.bundle}, "input")
         if ctx.chain is None or account is None:
             set_state(session, row, TaskState.QUEUED, "queued; waiting for a provider", now)
             return task_from_row(row)
@@ -202,18 +216,20 @@ def create_task(ctx: Context, spec: TaskSpec, account: str | None = None) -> Tas
 
 
 def get_task(ctx: Context, task_id: str, viewer: str | None = None) -> Task:
-    """The task ``task_id``; 404 when unknown, or not ``viewer``'s on a private coordinator."""
+    """The task ``task_id`` as ``viewer`` (a signed-in account, or None) may read it.
+
+    A task with an owner is read by that account only; for anyone else it is
+    404, exactly as an unknown task. A task without an owner (a free network)
+    is read by anyone.
+    """
     with ctx.db.read() as session:
-        if ctx.settings.private_tasks:
-            return task_from_row(owned_row(session, task_id, viewer))
-        return task_from_row(task_row(session, task_id))
+        return task_from_row(owned_row(session, task_id, viewer))
 
 
 def check_visible(ctx: Context, task_id: str, viewer: str | None) -> None:
-    """404 unless ``viewer`` may read ``task_id`` (anyone may, unless tasks are private)."""
-    if ctx.settings.private_tasks:
-        with ctx.db.read() as session:
-            owned_row(session, task_id, viewer)
+    """404 unless ``viewer`` may read ``task_id`` (its owner; anyone for an unowned task)."""
+    with ctx.db.read() as session:
+        owned_row(session, task_id, viewer)
 
 
 def list_tasks(
@@ -225,12 +241,11 @@ def list_tasks(
 ) -> list[Task]:
     """Tasks, newest first, optionally only those in ``state`` or of ``account``.
 
-    On a private coordinator, only tasks without an owner and ``viewer``'s own.
+    Only the tasks ``viewer`` may read: those without an owner and its own.
     """
     query = select(TaskRow).order_by(TaskRow.seq.desc()).limit(limit)
-    if ctx.settings.private_tasks:
-        mine = func.lower(TaskRow.account) == viewer.lower() if viewer is not None else false()
-        query = query.where(or_(TaskRow.account.is_(None), mine))
+    mine = func.lower(TaskRow.account) == viewer.lower() if viewer is not None else false()
+    query = query.where(or_(TaskRow.account.is_(None), mine))
     if state is not None:
         query = query.where(TaskRow.state == state.value)
     if account is not None:

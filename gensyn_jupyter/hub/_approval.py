@@ -77,14 +77,17 @@ def settle_student(student: Student, *, ledger: ClassLedger, http: httpx.Client)
     held = [tid for tid, e in ledger.entries(student.user).items() if e.paid_wei is None]
     if not held:
         return 0
-    response = http.get("/v1/tasks", params={"account": student.address, "limit": 1000})
+    session = {"authorization": f"Bearer {student.token}"}  # reads are the owner's only
+    response = http.get(
+        "/v1/tasks", params={"account": student.address, "limit": 1000}, headers=session
+    )
     raise_for_error(response)
     listed = {t["id"]: t for t in response.json()}
     settled, refund = 0, False
     for task_id in held:
         task = listed.get(task_id)
         if task is None:
-            one = http.get(f"/v1/tasks/{task_id}")
+            one = http.get(f"/v1/tasks/{task_id}", headers=session)
             if one.status_code == 404:
                 ledger.settle(student.user, task_id, 0)
                 continue

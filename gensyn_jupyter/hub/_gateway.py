@@ -2,9 +2,11 @@
 
 A student's kernel uses the class service as its network
 (``GENSYN_NETWORK=<hub>/services/gensyn``), so ``%%gensyn_train`` works
-unchanged. Every task route needs the student's JupyterHub token; the
-service submits and cancels with the student's own coordinator session and
-answers 404 for another account's task, as if it did not exist. A new paid
+unchanged. Every task and blob route needs the student's JupyterHub token;
+the service reads, submits, cancels and moves blobs with the student's own
+coordinator session (the coordinator shows an account only its own tasks
+and blobs) and answers 404 for another account's task, as if it did not
+exist. A new paid
 task is approved here, at once, within the student's budget; one over it is
 cancelled before any money moves and answered 402 with the reason.
 """
@@ -111,17 +113,27 @@ async def _forward(
 
 
 async def _owned_task(state: ServiceState, caller: Caller, task_id: str) -> dict[str, Any]:
-    """The task if it belongs to the caller's account; 404 otherwise (unknown or not theirs)."""
+    """The task if it belongs to the caller's account; 404 otherwise (unknown or not theirs).
+
+    Read with the student's own session (the coordinator shows a task to its
+    owner only); a session the coordinator forgot is renewed once.
+    """
     missing = ServiceError(404, f"task {task_id} not found among your tasks", "task_id")
     address = await anyio.to_thread.run_sync(state.keys.address, caller.name)
     if not _TASK_ID.match(task_id) or address is None:
         raise missing
-    try:
-        response = await state.http.get(f"/v1/tasks/{task_id}")
-    except httpx.TimeoutException:
-        raise ServiceError(504, "the class's coordinator did not answer in time") from None
-    except httpx.TransportError as exc:
-        raise ServiceError(502, f"cannot reach the class's coordinator ({exc})") from None
+    for renew in (False, True):
+        student = await signed_in_student(state, caller, renew=renew)
+        try:
+            response = await state.http.get(
+                f"/v1/tasks/{task_id}", headers={"authorization": f"Bearer {student.token}"}
+            )
+        except httpx.TimeoutException:
+            raise ServiceError(504, "the class's coordinator did not answer in time") from None
+        except httpx.TransportError as exc:
+            raise ServiceError(502, f"cannot reach the class's coordinator ({exc})") from None
+        if response.status_code != 401:
+            break
     if response.status_code == 404:
         raise missing
     if response.status_code >= 400:
@@ -153,8 +165,14 @@ def gateway_router(prefix: str) -> APIRouter:
         if not _SHA.match(sha):
             raise ServiceError(422, "a blob is named by its sha256 (64 lowercase hex)", "sha")
         stream_body = request.method == "PUT"
+        student = await signed_in_student(state, caller)  # the blob is the student's
         return await _forward(
-            state, request, request.method, f"/v1/blobs/{sha}", stream_body=stream_body
+            state,
+            request,
+            request.method,
+            f"/v1/blobs/{sha}",
+            token=student.token,
+            stream_body=stream_body,
         )
 
     @router.post("/tasks")
@@ -217,7 +235,10 @@ def gateway_router(prefix: str) -> APIRouter:
             return JSONResponse([])
         params = {k: v for k, v in request.query_params.items() if k in ("state", "limit")}
         params["account"] = address
-        return await _forward(state, request, "GET", "/v1/tasks", params=params)
+        student = await signed_in_student(state, caller)
+        return await _forward(
+            state, request, "GET", "/v1/tasks", token=student.token, params=params
+        )
 
     @router.get("/tasks/{task_id}")
     async def read_task(task_id: str, state: StateDep, caller: CallerDep) -> Response:
@@ -228,7 +249,15 @@ def gateway_router(prefix: str) -> APIRouter:
         task_id: str, request: Request, state: StateDep, caller: CallerDep
     ) -> Response:
         message = class_message(await _owned_task(state, caller, task_id))
-        upstream = await _open(state, request, "GET", f"/v1/tasks/{task_id}/events", long_read=True)
+        student = await signed_in_student(state, caller)
+        upstream = await _open(
+            state,
+            request,
+            "GET",
+            f"/v1/tasks/{task_id}/events",
+            token=student.token,
+            long_read=True,
+        )
         kind = upstream.headers.get("content-type", "")
         if upstream.status_code == 200 and kind.startswith("text/event-stream"):
             return _relay(upstream, reword_sse(upstream.aiter_lines(), message))

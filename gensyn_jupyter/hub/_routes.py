@@ -46,6 +46,9 @@ async def _caller_or_login(request: Request) -> Caller | Response:
 
 
 def _view(state: ServiceState, user: str) -> dict[str, Any]:
+    def session(renew: bool) -> str:  # the student's own: the coordinator shows it their tasks
+        return state.roster.get(user, renew=renew).token
+
     try:
         return student_view(
             user=user,
@@ -53,11 +56,16 @@ def _view(state: ServiceState, user: str) -> dict[str, Any]:
             budget_wei=state.settings.budget_for(user),
             ledger=state.ledger,
             http=state.sync_http,
+            session=session,
         )
     except httpx.HTTPError as exc:
         raise ServiceError(502, f"cannot reach the class's coordinator ({exc})") from None
     except CoordinatorError as exc:
         raise ServiceError(502, f"the class's coordinator refused: {exc.detail}") from None
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise ServiceError(
+            502, f"cannot sign {user} in to the class's coordinator: {exc}"
+        ) from None
 
 
 def _class(state: ServiceState) -> dict[str, Any]:

@@ -6,6 +6,7 @@ is every student's, for Hub admins and ``c.GensynClass.instructors`` only.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -82,16 +83,24 @@ def student_view(
     budget_wei: int,
     ledger: ClassLedger,
     http: httpx.Client,
+    session: Callable[[bool], str] | None = None,
     limit: int = 200,
 ) -> dict[str, Any]:
     """One student's account, budget and tasks (newest first), read now.
 
-    Blocking: call it in a worker thread.
+    ``session(renew)`` gives the student's coordinator session token: the
+    coordinator lists an account's tasks to that account only (a session it
+    forgot is renewed once). Blocking: call it in a worker thread.
     """
     spend = ledger.spend(user, budget_wei)
     tasks: list[dict[str, Any]] = []
     if address is not None:
-        response = http.get("/v1/tasks", params={"account": address, "limit": limit})
+        params: dict[str, str | int] = {"account": address, "limit": limit}
+        for renew in (False, True):
+            headers = {"authorization": f"Bearer {session(renew)}"} if session else None
+            response = http.get("/v1/tasks", params=params, headers=headers)
+            if response.status_code != 401 or session is None:
+                break
         raise_for_error(response)
         tasks = [task_summary(t) for t in response.json()]
     return {

@@ -29,7 +29,7 @@ from ._origin import origin_fields, size_text
 from ._sessions import Link
 from ._wallet import Wallet
 
-__all__ = ["approve", "describe", "faucet", "pending", "reject"]
+__all__ = ["approve", "describe", "faucet", "pending", "read_task", "reject"]
 
 _REFUND_ERRORS = (
     httpx.HTTPError,
@@ -144,6 +144,27 @@ def _short(address: str, balance: int, needed: int) -> str:
     )
 
 
+def read_task(wallet: Wallet, network: str, task_id: str) -> Task:
+    """The task, read with the stored session, else with an account signed in here.
+
+    A task with an owner is read by its owner's session only; the stored one
+    (the kernel's) is usually it, but the owner may be another unlocked
+    account of the keystore that is signed in to ``network``.
+    """
+    try:
+        return fetch_task(wallet.http, network, task_id)
+    except ApiError as exc:
+        if exc.status_code != 404:
+            raise
+        for link in wallet.sessions.on(network):
+            try:
+                return fetch_task(link.http, network, task_id)
+            except ApiError as again:
+                if again.status_code != 404:
+                    raise
+        raise
+
+
 def approve(wallet: Wallet, network: str, task_id: str) -> Task:
     """Fund the escrow of ``task_id`` and post its signed order; the task as it is then.
 
@@ -155,7 +176,7 @@ def approve(wallet: Wallet, network: str, task_id: str) -> Task:
         words); 402 when the account cannot pay the escrow; 403 when the owner
         is not in the keystore; the coordinator's own 4xx otherwise.
     """
-    task = fetch_task(wallet.http, network, task_id)
+    task = read_task(wallet, network, task_id)
     _awaiting(task)
     for attempt in (1, 2):
         try:
@@ -178,7 +199,7 @@ def reject(wallet: Wallet, network: str, task_id: str) -> Task:
     An escrow already funded for it (an approval that failed half-way) is
     refunded by :meth:`gensyn_jupyter.chain.Signer.refund_cancelled`.
     """
-    task = fetch_task(wallet.http, network, task_id)
+    task = read_task(wallet, network, task_id)
     _awaiting(task)
     owner = str(task.account)
     try:

@@ -54,7 +54,18 @@ def json_ready(value: Any) -> Any:
 def _owned(browser: BrowserWallet, network: str, task_id: str) -> tuple[BrowserSession, TaskOrder]:
     """The browser session and the order of a task it may approve (401/403/409 otherwise)."""
     session = browser.require(network)
-    task = fetch_task(browser.http, network, task_id)
+    try:  # the coordinator shows a task to its owner's session only
+        task = fetch_task(browser.http, network, task_id, headers=session.headers)
+    except ApiError as exc:
+        if exc.status_code != 404:
+            raise
+        raise ApiError(
+            404,
+            f"task {task_id} is not among the tasks of the account your browser wallet is "
+            f"signed in as ({session.address}): pick the account that submitted it in the "
+            "wallet, then sign in again",
+            "task_id",
+        ) from exc
     if task.state != TaskState.AWAITING_APPROVAL:
         raise ApiError(
             409, f"task {task.id} is {task.state.value}, not awaiting approval", "task_id"

@@ -15,11 +15,22 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from ..config import read_session_token
 from ..protocol import CoordinatorError, Task
 from ._errors import ApiError
 from ._proxy import _json_of
 
-__all__ = ["coordinator_errors", "fetch_task", "request_json", "task_of"]
+__all__ = ["coordinator_errors", "fetch_task", "request_json", "session_headers", "task_of"]
+
+
+def session_headers(network: str) -> dict[str, str] | None:
+    """The session stored for ``network`` (the one the kernel submits with) as a header.
+
+    Task reads are their owner's only, so the server reads with it; None where
+    there is none (a free network: its tasks have no owner and anyone reads them).
+    """
+    token = read_session_token(network)
+    return {"Authorization": f"Bearer {token}"} if token else None
 
 
 @contextmanager
@@ -71,7 +82,13 @@ def request_json(
 def fetch_task(
     http: httpx.Client, network: str, task_id: str, headers: dict[str, str] | None = None
 ) -> Task:
-    """The task as the coordinator knows it now (404 passed on, 502 for a malformed answer)."""
+    """The task as the coordinator knows it now (404 passed on, 502 for a malformed answer).
+
+    Without ``headers``, a client that carries no session of its own (a
+    signed-in link's does) reads with the session stored for ``network``.
+    """
+    if headers is None and "authorization" not in http.headers:
+        headers = session_headers(network)
     body = request_json(http, network, "GET", f"/v1/tasks/{task_id}", headers=headers)
     return task_of(body, network)
 

@@ -12,8 +12,8 @@ from jupyter_server.base.handlers import APIHandler
 from pydantic import TypeAdapter, ValidationError
 from tornado import web
 
-from ..config import read_session_token
 from ..protocol import Provider, Task
+from ._calls import session_headers
 from ._errors import ApiError
 from ._network import Network
 from ._origin import task_with_origin
@@ -180,7 +180,8 @@ class TasksHandler(_Handler):
         if state:
             params["state"] = state
         network = self.network()
-        body = await self.backend.proxy.call(network.url, "GET", "/v1/tasks", params)
+        headers = session_headers(network.url)  # the coordinator lists the account's own
+        body = await self.backend.proxy.call(network.url, "GET", "/v1/tasks", params, headers)
         tasks: list[Task] = _parsed(_TASKS, body, network, "a list of tasks")
         self.reply([task_with_origin(task, self.root_dir) for task in tasks])
 
@@ -193,7 +194,8 @@ class TaskHandler(_Handler):
     async def get(self, task_id: str) -> None:
         path = self.task_path(task_id)
         network = self.network()
-        body = await self.backend.proxy.call(network.url, "GET", path)
+        headers = session_headers(network.url)  # a task with an owner is read by its owner
+        body = await self.backend.proxy.call(network.url, "GET", path, None, headers)
         self.reply(task_with_origin(_parsed(_TASK, body, network, "a task"), self.root_dir))
 
 
@@ -217,8 +219,7 @@ class CancelHandler(_Handler):
         network = self.network(requested if requested is not None else query)
         # a task with an owner is cancelled by that account only: the session the
         # kernel submitted with (the signer's or the panel's stored token)
-        token = read_session_token(network.url)
-        headers = {"Authorization": f"Bearer {token}"} if token else None
+        headers = session_headers(network.url)
         body = await self.backend.proxy.call(network.url, "POST", f"{path}/cancel", headers=headers)
         self.reply('{"task":' + _validated(_TASK, body, network, "a task") + "}")
 

@@ -113,6 +113,11 @@ class Sessions:
         with self._lock:
             return [link for (_, a), link in self._links.items() if a == address]
 
+    def on(self, network: str) -> list[Link]:
+        """The links signed in to ``network`` now (no sign-in is made)."""
+        with self._lock:
+            return [link for (n, _), link in self._links.items() if n == network]
+
     def drop(self, link: Link) -> None:
         """Forget ``link`` (its session was refused): the next call signs in again."""
         with self._lock:

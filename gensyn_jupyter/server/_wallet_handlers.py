@@ -18,6 +18,7 @@ from ..chain import KeystoreError
 from ..protocol import ChainInfo, Task, TaskState
 from ._approvals import approve, faucet, pending, reject
 from ._budget_settings import parse_eth
+from ._calls import session_headers
 from ._errors import ApiError
 from ._handlers import API_PREFIX, Backend, _Handler, _validated
 from ._network import Network
@@ -200,20 +201,27 @@ class ApprovalsHandler(_WalletHandler):
     async def get(self) -> None:
         query = {"account": self.get_query_argument("account", None)}
         account = _address(query, "account", required=False)
-        if account is None and self.wallet.browser_in_use:
-            browser = self.wallet.browser.session(self.network().url)
-            account = browser.address if browser is not None else None
+        network = self.network()
+        browser = self.wallet.browser.session(network.url) if self.wallet.browser_in_use else None
+        if account is None and browser is not None:
+            account = browser.address
         if account is None:
             account = await self.wallet.run(self.wallet.account_in_use)
         if account is None:
             raise ApiError(409, _NO_ACCOUNT, "account")
-        network = self.network()
         params: dict[str, str | int] = {
             "state": TaskState.AWAITING_APPROVAL.value,
             "account": account,
             "limit": 1000,
         }
-        body = await self.backend.proxy.call(network.url, "GET", "/v1/tasks", params)
+        # the coordinator lists an account's tasks to that account's session only
+        headers = session_headers(network.url)
+        for link in self.wallet.sessions.on(network.url):  # a keystore account signed in
+            if link.address.lower() == account.lower():
+                headers = {"Authorization": link.http.headers["Authorization"]}
+        if browser is not None and browser.address.lower() == account.lower():
+            headers = browser.headers
+        body = await self.backend.proxy.call(network.url, "GET", "/v1/tasks", params, headers)
         tasks = _TASKS.validate_json(_validated(_TASKS, body, network, "a list of tasks"))
         self.reply(await self.wallet.run(pending, self.wallet, tasks, self.root_dir))
 

@@ -36,13 +36,14 @@ POLICY: dict[tuple[str, str], str] = {
     ("POST", "/v1/auth/nonce"): PUBLIC,
     ("POST", "/v1/auth/login"): "anyone with a fresh nonce and the address's signature",
     ("POST", "/v1/faucet"): "anyone, on a devnet only",
-    ("HEAD", "/v1/blobs/{sha256}"): "anyone: content-addressed, the sha256 is the name",
-    ("PUT", "/v1/blobs/{sha256}"): "anyone: the bytes must hash to the name",
-    ("GET", "/v1/blobs/{sha256}"): "anyone who knows the sha256 (see docs/security.md)",
+    ("HEAD", "/v1/blobs/{sha256}"): "as GET (test_blob_access.py)",
+    ("PUT", "/v1/blobs/{sha256}"): "anyone: the bytes must hash to the name; makes an uploader",
+    ("GET", "/v1/blobs/{sha256}"): "its uploaders, the owner of a task using it, that task's "
+    "leased providers and its verifiers (bundle, inputs, their checkpoint); test_blob_access.py",
     ("POST", "/v1/tasks"): "anyone on a free network; a signed-in account on a paid one",
-    ("GET", "/v1/tasks"): "anyone; with private_tasks, unowned tasks and the caller's own",
-    ("GET", "/v1/tasks/{task_id}"): "anyone; with private_tasks, the task's owner",
-    ("GET", "/v1/tasks/{task_id}/events"): "anyone; with private_tasks, the task's owner",
+    ("GET", "/v1/tasks"): "unowned tasks and the caller's own",
+    ("GET", "/v1/tasks/{task_id}"): "the task's owner (anyone for an unowned task)",
+    ("GET", "/v1/tasks/{task_id}/events"): "the task's owner (anyone for an unowned task)",
     ("POST", "/v1/tasks/{task_id}/cancel"): "the task's owner (anyone for an unowned task)",
     ("POST", "/v1/tasks/{task_id}/order"): "the task's owner, signed in and signing",
     ("GET", "/v1/events"): "anyone; task events of the caller's own tasks and unowned ones",
@@ -211,16 +212,8 @@ def _paid_app(tmp_path: Path, anvil: Devchain, **options: Any) -> Any:
 
 @pytest.fixture
 def paid(tmp_path: Path, anvil: Devchain) -> Iterator[TestClient]:
-    """A coordinator with escrow on anvil, with the default (public) task reads."""
+    """A coordinator with escrow on anvil."""
     with TestClient(_paid_app(tmp_path, anvil), base_url="http://127.0.0.1:8765") as http:
-        yield http
-
-
-@pytest.fixture
-def private(tmp_path: Path, anvil: Devchain) -> Iterator[TestClient]:
-    """The same, started with ``private_tasks=True``."""
-    app = _paid_app(tmp_path, anvil, private_tasks=True)
-    with TestClient(app, base_url="http://127.0.0.1:8765") as http:
         yield http
 
 
@@ -228,9 +221,13 @@ def _session(client: TestClient, account: LocalAccount) -> dict[str, str]:
     return _bearer(sign_in(client, account).token)
 
 
-def _submit(client: TestClient, headers: dict[str, str]) -> dict[str, Any]:
-    data = bundle_bytes()
-    assert client.put(f"/v1/blobs/{sha(data)}", content=data).status_code in (200, 201)
+def _submit(client: TestClient, headers: dict[str, str], tag: str = "") -> dict[str, Any]:
+    data = bundle_bytes(**({"data": sha(tag.encode())} if tag else {}))
+    if tag:  # an input blob only this account uploaded
+        put = client.put(f"/v1/blobs/{sha(tag.encode())}", content=tag.encode(), headers=headers)
+        assert put.status_code in (200, 201), put.text
+    put = client.put(f"/v1/blobs/{sha(data)}", content=data, headers=headers)
+    assert put.status_code in (200, 201), put.text
     reply = client.post("/v1/tasks", json={"bundle": sha(data), "max_seconds": 30}, headers=headers)
     assert reply.status_code == 201, reply.text
     return dict(reply.json())
@@ -243,7 +240,8 @@ def test_an_account_cancels_and_approves_only_its_own_tasks(
     as_alice, as_bob = _session(paid, alice), _session(paid, bob)
     task = _submit(paid, as_alice)
     tid = task["id"]
-    events_before = len(paid.get(f"/v1/tasks/{tid}/events", params={"format": "json"}).json())
+    events = f"/v1/tasks/{tid}/events"
+    events_before = len(paid.get(events, params={"format": "json"}, headers=as_alice).json())
 
     unknown = paid.post("/v1/tasks/t-0000000000/cancel", headers=as_bob)
     by_bob = paid.post(f"/v1/tasks/{tid}/cancel", headers=as_bob)
@@ -269,9 +267,9 @@ def test_an_account_cancels_and_approves_only_its_own_tasks(
         anonymous_order.status_code == 401 and "sign in first" in anonymous_order.json()["detail"]
     )
 
-    after = paid.get(f"/v1/tasks/{tid}").json()
+    after = paid.get(f"/v1/tasks/{tid}", headers=as_alice).json()
     assert after["state"] == "awaiting_approval"
-    assert len(paid.get(f"/v1/tasks/{tid}/events", params={"format": "json"}).json()) == (
+    assert len(paid.get(events, params={"format": "json"}, headers=as_alice).json()) == (
         events_before
     )
     mine = paid.post(f"/v1/tasks/{tid}/cancel", headers=as_alice)
@@ -295,30 +293,38 @@ def test_blob_names_must_match_their_bytes(paid: TestClient) -> None:
     assert paid.head(f"/v1/blobs/{wrong}").status_code == 404
 
 
-def test_with_private_tasks_an_account_sees_only_its_own(
-    private: TestClient, anvil: Devchain
+def test_an_account_reads_only_its_own_tasks_and_their_blobs(
+    paid: TestClient, anvil: Devchain
 ) -> None:
     alice, bob = anvil.accounts[2], anvil.accounts[3]
-    as_alice, as_bob = _session(private, alice), _session(private, bob)
-    tid = _submit(private, as_alice)["id"]
+    as_alice, as_bob = _session(paid, alice), _session(paid, bob)
+    task = _submit(paid, as_alice, tag="alice's inputs")
+    tid = task["id"]
     for url, params in ((f"/v1/tasks/{tid}", {}), (f"/v1/tasks/{tid}/events", {"format": "json"})):
-        mine = private.get(url, params=params, headers=as_alice)
+        mine = paid.get(url, params=params, headers=as_alice)
         assert mine.status_code == 200, mine.text
-        unknown = private.get(url.replace(tid, "t-0000000000"), params=params, headers=as_bob)
-        theirs = private.get(url, params=params, headers=as_bob)
+        unknown = paid.get(url.replace(tid, "t-0000000000"), params=params, headers=as_bob)
+        theirs = paid.get(url, params=params, headers=as_bob)
         assert (theirs.status_code, unknown.status_code) == (404, 404)
         assert theirs.json()["detail"] == unknown.json()["detail"].replace("t-0000000000", tid)
-        anonymous = private.get(url, params=params)
+        anonymous = paid.get(url, params=params)
         assert anonymous.status_code == 404 and "sign in" in anonymous.json()["detail"]
-    assert [t["id"] for t in private.get("/v1/tasks", headers=as_alice).json()] == [tid]
-    assert private.get("/v1/tasks", headers=as_bob).json() == []
-    assert private.get("/v1/tasks").json() == []
-    by_name = private.get("/v1/tasks", params={"account": alice.address}, headers=as_bob)
+        stale = paid.get(url, params=params, headers=_bearer("not-a-session"))
+        assert stale.status_code == 401 and "sign in again" in stale.json()["detail"]
+    with paid.stream("GET", f"/v1/tasks/{tid}/events", headers=as_bob) as sse:
+        assert sse.status_code == 404  # the SSE stream too, before any event is sent
+    assert [t["id"] for t in paid.get("/v1/tasks", headers=as_alice).json()] == [tid]
+    assert paid.get("/v1/tasks", headers=as_bob).json() == []
+    assert paid.get("/v1/tasks").json() == []
+    by_name = paid.get("/v1/tasks", params={"account": alice.address}, headers=as_bob)
     assert by_name.status_code == 200 and by_name.json() == []
-
-
-def test_by_default_task_reads_stay_public(paid: TestClient, anvil: Devchain) -> None:
-    alice, bob = anvil.accounts[2], anvil.accounts[3]
-    tid = _submit(paid, _session(paid, alice))["id"]
-    assert paid.get(f"/v1/tasks/{tid}", headers=_session(paid, bob)).status_code == 200
-    assert [t["id"] for t in paid.get("/v1/tasks").json()] == [tid]
+    # the task's blobs: its owner only (the bundle and the input alice uploaded)
+    data = sha(b"alice's inputs")
+    bundle = task["spec"]["bundle"]
+    for name in (bundle, data):
+        assert paid.get(f"/v1/blobs/{name}", headers=as_alice).status_code == 200
+        assert paid.head(f"/v1/blobs/{name}", headers=as_alice).status_code == 200
+        for headers in (as_bob, {}):
+            assert paid.get(f"/v1/blobs/{name}", headers=headers).status_code == 404
+            assert paid.head(f"/v1/blobs/{name}", headers=headers).status_code == 404
+        assert paid.get(f"/v1/blobs/{name}", headers=_bearer("not-a-session")).status_code == 401

@@ -173,7 +173,8 @@ def test_a_task_waits_for_approval_with_the_order_to_sign(
     client: TestClient, chain: Devchain, market: Market
 ) -> None:
     user = chain.accounts[0]
-    task = _submit(client, _signed_in(client, user), max_seconds=100, gpus=1)
+    headers = _signed_in(client, user)
+    task = _submit(client, headers, max_seconds=100, gpus=1)
     assert task.state == "awaiting_approval"
     assert task.account == user.address
     assert task.payment is not None
@@ -181,7 +182,9 @@ def test_a_task_waits_for_approval_with_the_order_to_sign(
     assert order.max_price_wei == RATE * 100
     assert order.submitter == user.address
     assert (order.chain_id, order.contract) == (31337, market.address)
-    events = client.get(f"/v1/tasks/{task.id}/events", params={"format": "json"}).json()
+    events = client.get(
+        f"/v1/tasks/{task.id}/events", params={"format": "json"}, headers=headers
+    ).json()
     assert "awaiting approval" in events[-1]["data"]["message"]
 
 
@@ -230,7 +233,8 @@ def test_orders_that_do_not_check_out_are_refused_and_nothing_is_queued(
         client, task, headers, sign_order(user, bigger).model_dump(mode="json")
     )
     assert status == 400 and "max_price_wei" in detail
-    assert client.get(f"/v1/tasks/{task.id}").json()["state"] == "awaiting_approval"
+    read = client.get(f"/v1/tasks/{task.id}", headers=headers)
+    assert read.json()["state"] == "awaiting_approval"
 
 
 def test_approval_funds_the_escrow_and_queues_the_task_once(
@@ -409,6 +413,7 @@ def test_the_watcher_survives_a_restart_without_missing_or_double_counting(
     market.transact(user, "cancelTask", task_key(task.id))
     for _ in range(2):  # two restarts: the second must not apply anything again
         with TestClient(app(), base_url="http://127.0.0.1:8765") as again:
+            again.headers.update(headers)  # task reads are the owner's
             seen = _wait_task(
                 again,
                 task.id,

@@ -100,7 +100,9 @@ def test_an_expired_session_is_refused_and_says_to_sign_in_again(
         assert late.status_code == 401, late.text
         assert late.json()["detail"].startswith("session expired or unknown: sign in again")
         assert late.headers["WWW-Authenticate"] == "Bearer"
-    assert paid.get(f"/v1/tasks/{ok.json()['id']}").json()["state"] == "awaiting_approval"
+    again = {"Authorization": f"Bearer {sign_in(paid, user).token}"}  # reads are the owner's
+    read = paid.get(f"/v1/tasks/{ok.json()['id']}", headers=again)
+    assert read.json()["state"] == "awaiting_approval"
 
 
 # --- verdicts on a paid task: signed by the verifier (EIP-191), checked by the coordinator ---

@@ -10,7 +10,8 @@ from ._kernel import Kernel
 
 
 def _task_count(devnet: Devnet) -> int:
-    return len(httpx.get(f"{devnet.url}/v1/tasks", params={"limit": 1000}).json())
+    listed = httpx.get(f"{devnet.url}/v1/tasks", params={"limit": 1000}, headers=devnet.auth())
+    return len(listed.json())
 
 
 def test_remote_exception_points_at_the_cell_line(kernel: Kernel) -> None:
@@ -68,7 +69,7 @@ def test_interrupt_cancels_the_remote_task(kernel: Kernel, devnet: Devnet) -> No
     rendered = "\n".join(run.error)
     assert "cancelled" in rendered and "nothing was paid" in rendered
     task_id = kernel.run("print(_gensyn.task_id)").stdout.strip()
-    task = httpx.get(f"{devnet.url}/v1/tasks/{task_id}").json()
+    task = httpx.get(f"{devnet.url}/v1/tasks/{task_id}", headers=devnet.auth()).json()
     assert task["state"] == "cancelled"
 
 

@@ -22,8 +22,8 @@ from ._kernel import Kernel
 
 
 def _paid_tasks(devnet: Devnet) -> list[dict[str, Any]]:
-    tasks = httpx.get(f"{devnet.url}/v1/tasks", params={"limit": 1000}).json()
-    return [t for t in tasks if t.get("payment")]
+    listed = httpx.get(f"{devnet.url}/v1/tasks", params={"limit": 1000}, headers=devnet.auth())
+    return [t for t in listed.json() if t.get("payment")]
 
 
 def _quiet(devnet: Devnet, market: Market, accounts: list[str], timeout: float = 60) -> None:
@@ -100,7 +100,7 @@ def test_a_paid_cell_pays_the_provider_refunds_the_rest_and_every_wei_adds_up(
 
     # What went on chain as the checkpoint root is the Merkle root of the run's leaves.
     task_id = kernel.run("print(paid.task_id)").stdout.strip()
-    task = httpx.get(f"{devnet.url}/v1/tasks/{task_id}").json()
+    task = httpx.get(f"{devnet.url}/v1/tasks/{task_id}", headers=devnet.auth()).json()
     commitment = task["result"]["commitment"]
     key = bytes.fromhex(task["payment"]["task_key"][2:])
     committed = [

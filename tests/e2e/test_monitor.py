@@ -103,7 +103,9 @@ def test_interrupt_leaves_the_task_cancelled_within_5_seconds(
     task_id = None
     state = None
     while time.monotonic() - interrupted < 5:
-        tasks = httpx.get(f"{devnet.url}/v1/tasks", params={"limit": 1}).json()
+        tasks = httpx.get(
+            f"{devnet.url}/v1/tasks", params={"limit": 1}, headers=devnet.auth()
+        ).json()
         task_id, state = tasks[0]["id"], tasks[0]["state"]
         if state == "cancelled":
             break

@@ -81,8 +81,10 @@ class Classroom:
         url = f"{self.hub.url}/services/gensyn/{path}"
         return httpx.request(method, url, headers=headers, timeout=30, **kwargs)
 
-    def coordinator_task(self, task_id: str) -> dict[str, Any]:
-        reply = httpx.get(f"{self.devnet.url}/v1/tasks/{task_id}", timeout=10)
+    def coordinator_task(self, task_id: str, user: str) -> dict[str, Any]:
+        """The coordinator's task as its owner ``user`` reads it (through the class service,
+        which holds the student's session: the coordinator shows a task to its owner only)."""
+        reply = self.service("GET", f"v1/tasks/{task_id}", user)
         assert reply.status_code == 200, reply.text
         body: dict[str, Any] = reply.json()
         return body
@@ -139,7 +141,7 @@ def test_each_students_cell_runs_on_that_students_own_account(classroom: Classro
         me = classroom.service("GET", "api/me", user)
         assert me.status_code == 200, me.text
         addresses[user] = me.json()["address"]
-        task = classroom.coordinator_task(classroom.task_ids[user])
+        task = classroom.coordinator_task(classroom.task_ids[user], user)
         assert task["account"] == addresses[user]
         assert task["payment"]["order"]["submitter"] == addresses[user]
         payment = task["payment"]
@@ -190,7 +192,7 @@ def test_a_task_over_the_students_budget_is_refused_naming_it_and_nothing_is_pai
     assert "nothing was paid" in refused.text
     match = re.search(r"Task (t-[0-9a-f]+) was cancelled", refused.text)
     assert match, refused.text
-    task = classroom.coordinator_task(match.group(1))
+    task = classroom.coordinator_task(match.group(1), "bob")
     assert task["state"] == "cancelled" and not task["payment"]["funded"]
     assert classroom.market.task(task_key(task["id"])).status == TaskStatus.NONE  # no escrow
     after = classroom.service("GET", "api/me", "bob").json()
@@ -214,7 +216,10 @@ def test_a_student_cannot_see_or_cancel_another_students_task(classroom: Classro
     # From alice's notebook, with the credentials her kernel was given.
     cancel = classroom.kernels["alice"].run(f"%gensyn cancel {bobs}")
     assert cancel.status == "error" and "not found among your tasks" in cancel.text, cancel.text
-    assert classroom.coordinator_task(bobs)["state"] == "settled"
+    assert classroom.coordinator_task(bobs, "bob")["state"] == "settled"
+    # nor straight from the coordinator, without bob's session
+    direct = httpx.get(f"{classroom.devnet.url}/v1/tasks/{bobs}", timeout=10)
+    assert direct.status_code == 404, direct.text
     # Without a Hub token the service tells nothing about tasks.
     anonymous = httpx.get(f"{classroom.hub.url}/services/gensyn/v1/tasks/{bobs}", timeout=10)
     assert anonymous.status_code == 401
@@ -245,7 +250,7 @@ def test_the_instructor_sees_every_students_tasks_and_spend_and_students_do_not(
     for user in STUDENTS:
         entry = students[user]
         task = next(t for t in entry["tasks"] if t["id"] == classroom.task_ids[user])
-        paid = classroom.coordinator_task(task["id"])["payment"]["provider_paid_wei"]
+        paid = classroom.coordinator_task(task["id"], user)["payment"]["provider_paid_wei"]
         assert task["state"] == "settled" and task["verification"] == "trusted"
         assert task["paid_wei"] == paid and entry["spent_wei"] >= paid
         assert entry["held_wei"] == 0

@@ -82,6 +82,7 @@ class Coordinator:
 
     def __init__(self, http: httpx.Client) -> None:
         self.http = http
+        self._sessions: dict[str, str] = {}  # task id -> the session it was submitted with
 
     def submit(self) -> str:
         """Upload a bundle and create a task; return its id (the task is ``queued``)."""
@@ -102,10 +103,14 @@ class Coordinator:
         auth = {"Authorization": f"Bearer {token}"}
         r = self.http.post("/v1/tasks", json={"bundle": sha, **spec}, headers=auth)
         assert r.status_code == 201, r.text
+        self._sessions[r.json()["id"]] = token
         return dict(r.json())
 
     def task(self, task_id: str) -> dict[str, Any]:
-        r = self.http.get(f"/v1/tasks/{task_id}")
+        """The task, read with the session it was submitted with (reads are the owner's)."""
+        token = self._sessions.get(task_id)
+        auth = {"Authorization": f"Bearer {token}"} if token else None
+        r = self.http.get(f"/v1/tasks/{task_id}", headers=auth)
         assert r.status_code == 200, r.text
         return dict(r.json())
 

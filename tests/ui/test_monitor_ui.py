@@ -82,7 +82,8 @@ def _run_cell(page: Any, index: int, *, wait_done: bool) -> None:
 
 
 def _running_task(devnet: Devnet) -> dict[str, Any] | None:
-    tasks = httpx.get(f"{devnet.url}/v1/tasks", params={"limit": 5}).json()
+    listed = httpx.get(f"{devnet.url}/v1/tasks", params={"limit": 5}, headers=devnet.auth())
+    tasks = listed.json()
     running = [t for t in tasks if t["state"] in ("queued", "running")]
     return running[0] if running else None
 
@@ -122,7 +123,8 @@ def test_chart_draws_live_and_cancel_works_while_the_kernel_is_busy(
         deadline = time.monotonic() + 15
         state = task["state"]
         while time.monotonic() < deadline and state != "cancelled":
-            state = httpx.get(f"{devnet.url}/v1/tasks/{task['id']}").json()["state"]
+            reply = httpx.get(f"{devnet.url}/v1/tasks/{task['id']}", headers=devnet.auth())
+            state = reply.json()["state"]
             time.sleep(0.2)
         assert state == "cancelled"
         message = page.locator("[data-testid='gensyn-message']")

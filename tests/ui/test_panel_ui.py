@@ -106,7 +106,7 @@ def _chain(devnet: Devnet) -> Chain:
 
 
 def _task(devnet: Devnet, task_id: str) -> dict[str, Any]:
-    return dict(httpx.get(f"{devnet.url}/v1/tasks/{task_id}").json())
+    return dict(httpx.get(f"{devnet.url}/v1/tasks/{task_id}", headers=devnet.auth()).json())
 
 
 def _escrow_moves(task: dict[str, Any]) -> bool:
@@ -132,7 +132,8 @@ def _quiet(devnet: Devnet, chain: Chain, timeout: float = 150) -> None:
     providers = [p["address"] for p in httpx.get(f"{devnet.url}/v1/providers").json()]
     deadline = time.monotonic() + timeout
     while True:
-        tasks = httpx.get(f"{devnet.url}/v1/tasks", params={"limit": 200}).json()
+        listed = httpx.get(f"{devnet.url}/v1/tasks", params={"limit": 200}, headers=devnet.auth())
+        tasks = listed.json()
         moving = [t["id"] for t in tasks if _escrow_moves(t)]
         owed = [a for a in (NOTEBOOK_USER, *providers) if a and chain.credits(a)]
         if not moving and not owed:
