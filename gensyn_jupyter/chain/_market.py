@@ -10,6 +10,7 @@ enforces.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -29,6 +30,8 @@ __all__ = ["Market", "MarketConfig", "MarketError", "MarketEvent", "OnchainTask"
 _ZERO = "0x" + "00" * 20
 _RECEIPT_TIMEOUT = 120.0
 _NONCE_LOCK = threading.Lock()
+_NONCE_RETRIES = 5
+_NONCE_CLASH = ("nonce too low", "replacement transaction underpriced", "already known")
 """Held from reading the pending nonce until the signed transaction is sent."""
 
 _HELD = frozenset(
@@ -389,14 +392,22 @@ def _send(
             raise
         gas = estimate + estimate // 5
     tx.update(_fees(w3), gas=gas, chainId=chain_id)
-    with _NONCE_LOCK:
-        tx["nonce"] = w3.eth.get_transaction_count(sender.address, "pending")
-        signed = sender.sign_transaction(tx)
-        try:
-            tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
-        except Exception as exc:
-            _raise_decoded(exc, abi)
-            raise
+    with _NONCE_LOCK:  # one process; another process with the same key may still race
+        for attempt in range(_NONCE_RETRIES):
+            tx["nonce"] = w3.eth.get_transaction_count(sender.address, "pending")
+            signed = sender.sign_transaction(tx)
+            try:
+                tx_hash = w3.eth.send_raw_transaction(signed.raw_transaction)
+                break
+            except Exception as exc:
+                text = str(exc).lower()
+                if attempt + 1 < _NONCE_RETRIES and any(m in text for m in _NONCE_CLASH):
+                    # e.g. two coordinator replicas sharing the operator key sent the
+                    # same nonce: read the pending count again and resend
+                    time.sleep(0.02 * (attempt + 1))
+                    continue
+                _raise_decoded(exc, abi)
+                raise
     receipt = w3.eth.wait_for_transaction_receipt(
         tx_hash, timeout=_RECEIPT_TIMEOUT, poll_latency=0.005
     )

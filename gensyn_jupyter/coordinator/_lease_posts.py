@@ -145,6 +145,10 @@ def _commit_paid(
         "verification: none (result trusted, not checked); waiting for settlement",
         now,
     )
+    if payment.outcome == "finalized":  # the keeper settled it before this post arrived
+        from ._watcher import mark_settled
+
+        mark_settled(session, task, payment, now)
 
 
 def post_result(ctx: Context, lease_id: str, token: str, manifest: ResultManifest) -> Task:

@@ -21,7 +21,7 @@ from ._db import ChainCursorRow, ChainEventRow, TaskRow
 from ._payments import add_tx, handed_over, payment_of, save_payment
 from ._tasks import set_state
 
-__all__ = ["Keeper", "apply_new_events"]
+__all__ = ["Keeper", "apply_new_events", "mark_settled"]
 
 _log = logging.getLogger("gensyn_jupyter.coordinator.chain")
 _MAX_RANGE = 2000
@@ -88,19 +88,8 @@ def _apply(
                 "refunded_wei": int(args["refund"]),
             }
         )
-        paid = (
-            f"settled: provider paid {format_eth(payment.provider_paid_wei)}, "
-            f"{format_eth(payment.refunded_wei)} refunded"
-        )
-        if payment.handovers:
-            lost = sum(h.amount_wei for h in payment.handovers)
-            paid = (
-                f"settled: providers paid {format_eth(payment.provider_paid_wei)} "
-                f"({format_eth(lost)} of it for the checkpointed work of the "
-                f"{len(payment.handovers)} lost), {format_eth(payment.refunded_wei)} refunded"
-            )
         if row.state in _ENDED_RUN:
-            set_state(session, row, TaskState.SETTLED, paid, now, payment=_summary(payment))
+            mark_settled(session, row, payment, now)
     elif name == "TaskCancelled":
         payment = payment.model_copy(
             update={"outcome": "cancelled", "refunded_wei": int(args["refund"])}
@@ -136,6 +125,22 @@ def _apply(
                 now,
             )
     return payment
+
+
+def mark_settled(session: Session, row: TaskRow, payment: Payment, now: float) -> None:
+    """Move a finished task whose escrow was finalized on chain to ``settled``."""
+    paid = (
+        f"settled: provider paid {format_eth(payment.provider_paid_wei)}, "
+        f"{format_eth(payment.refunded_wei)} refunded"
+    )
+    if payment.handovers:
+        lost = sum(h.amount_wei for h in payment.handovers)
+        paid = (
+            f"settled: providers paid {format_eth(payment.provider_paid_wei)} "
+            f"({format_eth(lost)} of it for the checkpointed work of the "
+            f"{len(payment.handovers)} lost), {format_eth(payment.refunded_wei)} refunded"
+        )
+    set_state(session, row, TaskState.SETTLED, paid, now, payment=_summary(payment))
 
 
 def _summary(payment: Payment) -> dict[str, object]:

@@ -171,3 +171,36 @@ def test_paid_checkpoints_need_their_provider_s_claim_and_a_lost_run_is_handed_o
     assert [(m["from"], m["to"], m["step"], m["paidFrom"]) for m in moved] == [
         (lost_key.address, next_key.address, 10, claimed)
     ]
+
+
+def test_a_result_posted_after_the_keeper_settled_its_escrow_still_ends_settled(
+    client: TestClient, chain: Devchain, market: Market
+) -> None:
+    """The keeper may finalize a committed task (1 s window) before its provider posts the
+    result; the post must then end the task ``settled``, not leave it ``verified``."""
+    user, worker = chain.accounts[0], chain.accounts[3]
+    owner = _bearer(sign_in(client, user).token)
+    provider_id, auth = _provider(client, market, worker, "late")
+    data = bundle_bytes()
+    assert client.put(f"/v1/blobs/{sha(data)}", content=data).status_code in (200, 201)
+    created = client.post("/v1/tasks", json={"bundle": sha(data), "max_seconds": 60}, headers=owner)
+    task = Task.model_validate(created.json())
+    client.headers.update(owner)
+    approve_task(http=client, market=market, account=user, task=task)
+    del client.headers["Authorization"]
+    lease = client.post(f"/v1/providers/{provider_id}/lease", params={"wait": 5}, headers=auth)
+    assert lease.status_code == 200, lease.text
+    digest = b"\x0f" * 32
+    receipt = market.transact(worker, "commit", task_key(task.id), digest, digest, RATE)
+    deadline = time.monotonic() + 20
+    while client.get(f"/v1/tasks/{task.id}", headers=owner).json()["payment"]["outcome"] is None:
+        assert time.monotonic() < deadline, "the keeper never finalized the committed task"
+        time.sleep(0.1)
+    posted = client.post(
+        f"/v1/leases/{lease.json()['id']}/result",
+        json={"duration_s": 1.0, "commit_tx": "0x" + bytes(receipt["transactionHash"]).hex()},
+        headers=auth,
+    )
+    assert posted.status_code == 200, posted.text
+    assert posted.json()["state"] == "settled", posted.json()
+    assert posted.json()["payment"]["provider_paid_wei"] == RATE
