@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, str] = {
     "memory": "peak RSS of the kernel streaming metrics, of the coordinator holding tasks",
     "scaling": "coordinator leases/s and metric points/s as providers and kernels grow",
     "verification": "spot replay and replicate dispute cost vs the run; deterministic mode",
+    "load": "paid tasks/s and queue wait: 1 coordinator vs 2 replicas on PostgreSQL, with kills",
 }
 
 
