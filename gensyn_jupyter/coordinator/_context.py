@@ -55,6 +55,9 @@ class Context:
     """Set when a task becomes ``queued``."""
     chain: ChainLink | None = None
     """The market and operator key; None on a free network (no escrow)."""
+    skipped: dict[tuple[str, str], float] = field(default_factory=dict)
+    """(task, provider) pairs whose assignment the chain refused, and until when that
+    provider's claims pass the task over (one stuck task blocks no queue)."""
 
 
 def get_context(request: Request) -> Context:

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 from sqlalchemy import CursorResult, and_, or_, select, update
 
-from ..chain import MarketError
+from ..chain import MarketError, TaskStatus
 from ..protocol import (
     CheckpointPost,
     Handover,
@@ -106,12 +106,18 @@ def claim(ctx: Context, poller: Poller) -> Lease | None:
     try:
         return _claim(ctx, poller)
     except _AssignRefused as exc:
-        _log.warning("%s", exc)
+        _log.warning("%s; %s passes it over for %g s", exc, poller.name, _SKIP_SECONDS)
+        ctx.skipped[(exc.task_id, poller.id)] = time.time() + _SKIP_SECONDS
         return None
 
 
+_SKIP_SECONDS = 30.0
+
+
 class _AssignRefused(Exception):
-    pass
+    def __init__(self, task_id: str, message: str) -> None:
+        super().__init__(message)
+        self.task_id = task_id
 
 
 def _claim(ctx: Context, poller: Poller) -> Lease | None:
@@ -135,6 +141,10 @@ def _claim(ctx: Context, poller: Poller) -> Lease | None:
             query = query.where(TaskRow.device != "cuda")
         if not _can_take_paid(ctx, provider.address):
             query = query.where(TaskRow.payment.is_(None))
+        ctx.skipped = {pair: t for pair, t in list(ctx.skipped.items()) if t > now}
+        skipped = [task for task, who in ctx.skipped if who == poller.id]
+        if skipped:
+            query = query.where(TaskRow.id.not_in(skipped))
         query = query.order_by(TaskRow.seq).limit(1)
         if ctx.db.shared:  # replicas on PostgreSQL: a row another one is claiming is skipped
             query = query.with_for_update(skip_locked=True, of=TaskRow)
@@ -255,7 +265,14 @@ def _assign_on_chain(
         price = payment.order.max_price_wei // (2 if replica is not None else 1)
         tx = chain.assign(key, address, price, verifier, replica)
     except MarketError as exc:
-        raise _AssignRefused(f"task {task_id} could not be assigned: {exc}") from None
+        if resume is None and _assigned_to(chain, key, address):
+            # a mined assign whose database transaction was lost (a replica killed
+            # between the two): the chain already says this provider runs it
+            return payment.model_copy(
+                update={"provider_address": address, "provider2_address": replica,
+                        "price_wei": payment.order.max_price_wei // (2 if replica else 1)}
+            )  # fmt: skip
+        raise _AssignRefused(task_id, f"task {task_id} could not be assigned: {exc}") from None
     return payment.model_copy(
         update={
             "provider_address": address,
@@ -264,6 +281,15 @@ def _assign_on_chain(
             "transactions": [*payment.transactions, tx],
         }
     )
+
+
+def _assigned_to(chain: ChainLink, key: bytes, address: str) -> bool:
+    try:
+        on_chain = chain.task(key)
+    except Exception:  # an unreachable node: treat as refused
+        return False
+    provider = on_chain.provider or ""
+    return on_chain.status is TaskStatus.ASSIGNED and provider.lower() == address.lower()
 
 
 def expire_leases(ctx: Context, now: float | None = None) -> int:

@@ -195,6 +195,7 @@ def test_a_result_posted_after_the_keeper_settled_its_escrow_still_ends_settled(
     deadline = time.monotonic() + 20
     while client.get(f"/v1/tasks/{task.id}", headers=owner).json()["payment"]["outcome"] is None:
         assert time.monotonic() < deadline, "the keeper never finalized the committed task"
+        client.post(f"/v1/providers/{provider_id}/heartbeat", headers=auth)  # keep the lease
         time.sleep(0.1)
     posted = client.post(
         f"/v1/leases/{lease.json()['id']}/result",
@@ -204,3 +205,46 @@ def test_a_result_posted_after_the_keeper_settled_its_escrow_still_ends_settled(
     assert posted.status_code == 200, posted.text
     assert posted.json()["state"] == "settled", posted.json()
     assert posted.json()["payment"]["provider_paid_wei"] == RATE
+
+
+def test_a_task_assigned_on_chain_but_not_in_the_database_blocks_no_queue(
+    client: TestClient, chain: Devchain, market: Market
+) -> None:
+    """An assign mined whose database transaction was lost (a replica killed between the
+    two): the chain refuses every other provider's assign. Claims pass that task over, so the
+    queue behind it moves, and the provider the chain names takes it without a new assign."""
+    user, chosen, other = chain.accounts[0], chain.accounts[3], chain.accounts[4]
+    owner = _bearer(sign_in(client, user).token)
+    chosen_id, chosen_auth = _provider(client, market, chosen, "chosen")
+    other_id, other_auth = _provider(client, market, other, "other")
+    tasks = []
+    for n in range(2):
+        data = bundle_bytes().replace(b"loss = 1.0", f"loss = {n}.0".encode())
+        assert client.put(f"/v1/blobs/{sha(data)}", content=data).status_code in (200, 201)
+        reply = client.post("/v1/tasks", json={"bundle": sha(data), "max_seconds": 60},
+                            headers=owner)  # fmt: skip
+        assert reply.status_code == 201, reply.text
+        tasks.append(Task.model_validate(reply.json()))
+        client.headers.update(owner)
+        approve_task(http=client, market=market, account=user, task=tasks[-1])
+        del client.headers["Authorization"]
+    stuck, behind = tasks
+    assert stuck.payment is not None
+    zero = "0x" + "00" * 20
+    price = stuck.payment.order.max_price_wei
+    market.transact(chain.accounts[1], "assign", task_key(stuck.id), chosen.address, zero, zero,
+                    price)  # fmt: skip
+
+    deadline = time.monotonic() + 20
+    while True:  # the other provider is refused the stuck task and gets the one behind it
+        got = client.post(f"/v1/providers/{other_id}/lease", params={"wait": 2},
+                          headers=other_auth)  # fmt: skip
+        if got.status_code == 200:
+            break
+        assert time.monotonic() < deadline, "the queue behind the stuck task never moved"
+    assert got.json()["task"]["id"] == behind.id
+    taken = client.post(f"/v1/providers/{chosen_id}/lease", params={"wait": 5},
+                        headers=chosen_auth)  # fmt: skip
+    assert taken.status_code == 200, taken.text
+    assert taken.json()["task"]["id"] == stuck.id
+    assert taken.json()["task"]["payment"]["provider_address"] == chosen.address
