@@ -41,7 +41,7 @@ postgresql:
 	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || command -v postgres >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends postgresql)
 
 pytest: install chromium postgresql
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2 --dist loadgroup --durations=30
 
 test: lint pytest
 

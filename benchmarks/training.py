@@ -104,7 +104,7 @@ def run(*, quick: bool = False) -> None:
     """Print the table of steps/s, remote against local, for both models."""
     from gensyn_jupyter.kernel import CoordinatorClient
 
-    steps, rounds = (300, 1) if quick else (2000, 3)
+    steps, rounds = (100, 1) if quick else (2000, 3)
     rows: list[list[object]] = []
     with running_devnet(providers=1) as devnet:
         client = CoordinatorClient(base_url=devnet.url)
@@ -148,7 +148,7 @@ def run(*, quick: bool = False) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="300 steps, one round")
+    parser.add_argument("--quick", action="store_true", help="100 steps, one round")
     args = parser.parse_args(argv)
     run(quick=args.quick)
     return 0

@@ -29,6 +29,7 @@ from gensyn_jupyter.config import read_devnet_state
 
 from .._devnet import Devnet, gensyn
 from ._kernel import CellRun, Kernel, started_kernel
+from ._window import WindowCloser
 
 pytestmark = pytest.mark.xdist_group("spot")
 
@@ -139,15 +140,17 @@ def spot_kernel(spot_net: tuple[Devnet, _Providers]) -> Iterator[Kernel]:
         yield k
 
 
-def _task(url: str, task_id: str) -> dict[str, Any]:
-    task: dict[str, Any] = httpx.get(f"{url}/v1/tasks/{task_id}").json()
+def _task(devnet: Devnet, task_id: str) -> dict[str, Any]:
+    reply = httpx.get(f"{devnet.url}/v1/tasks/{task_id}", headers=devnet.auth())
+    task: dict[str, Any] = reply.json()
     return task
 
 
-def _wait_running(url: str, timeout: float = 120) -> dict[str, Any]:
+def _wait_running(devnet: Devnet, timeout: float = 120) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for task in httpx.get(f"{url}/v1/tasks", params={"limit": 5}).json():
+        listed = httpx.get(f"{devnet.url}/v1/tasks", params={"limit": 5}, headers=devnet.auth())
+        for task in listed.json():
             if task["state"] == "running":
                 return dict(task)
         time.sleep(0.1)
@@ -182,15 +185,18 @@ def test_an_honest_spot_checked_run_is_verified_then_settled(
     providers.start("honest", _key(HONEST))
     cell = _Cell(spot_kernel, CELL.format(name="honest_run"))
     cell.start()
-    task = _wait_running(devnet.url)
+    task = _wait_running(devnet)
     assert task["provider_name"] == "honest"
+    closer = WindowCloser(home=devnet.home, task_id=task["id"])
+    closer.start()  # once verified, the chain's clock skips the window (see _window.py)
     providers.start("cheater", _key(CHEATER), "--cheat", "wrong-data")  # verifies honestly
     run = cell.result()
+    closer.stop()
     assert run.status == "ok", run.text + providers.log("honest") + providers.log("cheater")
     assert "every leaf reproduced bit for bit" in run.text, run.text
     shown = spot_kernel.run("print(honest_run.status)")
     assert shown.stdout.strip() == "settled"
-    final = _task(devnet.url, task["id"])
+    final = _task(devnet, task["id"])
     verification = final["verification"]
     assert verification["outcome"] == "verified"
     assert verification["sampled"], verification
@@ -242,11 +248,11 @@ def test_a_cheater_is_caught_by_a_spot_check_and_slashed_on_chain(
     first_block = int(w3.eth.block_number)
     cell = _Cell(spot_kernel, CELL.format(name="cheated"))
     cell.start()
-    task = _wait_running(devnet.url)
+    task = _wait_running(devnet)
     assert task["provider_name"] == "cheater"
     providers.start("honest", _key(HONEST))  # now the verifier
     run = cell.result()
-    final = _task(devnet.url, task["id"])
+    final = _task(devnet, task["id"])
     assert final["state"] == "slashed", (final, providers.log("honest"), providers.log("cheater"))
     assert run.status == "error"  # nothing trained is loaded into the kernel
     assert "was caught cheating" in run.text and "escrow is refunded" in run.text, run.text
@@ -270,7 +276,7 @@ def test_a_cheater_is_caught_by_a_spot_check_and_slashed_on_chain(
     deadline = time.monotonic() + 30  # the chain watcher applies FraudProven on its next pass
     while final["payment"]["outcome"] is None and time.monotonic() < deadline:
         time.sleep(0.2)
-        final = _task(devnet.url, task["id"])
+        final = _task(devnet, task["id"])
     assert final["payment"]["outcome"] == "slashed"
     path = devnet.home / "cheated-receipt.json"
     saved = spot_kernel.run(f"cheated.save_receipt({str(path)!r})")
@@ -308,7 +314,7 @@ def test_replication_sends_the_first_divergent_segment_to_the_referee_who_slashe
     assert stake_before > 0
     first_block = int(w3.eth.block_number)
     run = spot_kernel.run(CELL.format(name="replicated").replace("spot", "replicate"), timeout=300)
-    tasks = httpx.get(f"{devnet.url}/v1/tasks", params={"limit": 1}).json()
+    tasks = httpx.get(f"{devnet.url}/v1/tasks", params={"limit": 1}, headers=devnet.auth()).json()
     final = tasks[0]
     verification = final["verification"]
     assert verification["mode"] == "replicate", final
