@@ -31,7 +31,7 @@ _ZERO = "0x" + "00" * 20
 _RECEIPT_TIMEOUT = 120.0
 _NONCE_LOCK = threading.Lock()
 _NONCE_RETRIES = 5
-_NONCE_CLASH = ("nonce too low", "replacement transaction underpriced", "already known")
+_NONCE_CLASH = ("nonce too low", "replacement transaction underpriced")
 """Held from reading the pending nonce until the signed transaction is sent."""
 
 _HELD = frozenset(

@@ -64,6 +64,10 @@ class GensynClassApp(Application):
             host=parsed.hostname or "127.0.0.1",
             port=parsed.port or 80,
             log_level="warning",
+            # Longer than the proxy's idle keep-alive (Node's 5 s): with uvicorn's 5 s
+            # default both ends could close/reuse a socket at once, and the Hub's proxy
+            # answered a student's kernel "502 Bad Gateway" (seen once in CI).
+            timeout_keep_alive=75,
         )
 
 
