@@ -41,8 +41,9 @@ def post_checkpoint(ctx: Context, lease_id: str, token: str, post: CheckpointPos
     ------
     ApiError
         400 when a named blob was not uploaded; 401/403/404 for the wrong
-        provider or an unknown lease; 409 when the lease is no longer held, the
-        task is not running, or it is paid (paid runs are not resumed).
+        provider or an unknown lease; 409 when the lease is no longer held or
+        the task is not running; 400 for a paid run's checkpoint without a
+        valid signed claim (:func:`_check_claim`).
     """
     for blob in post.blobs:
         for part, sha in (("meta", blob.meta), ("tensors", blob.tensors)):
