@@ -30,6 +30,7 @@ from pathlib import Path
 import httpx
 from eth_account.signers.local import LocalAccount
 from web3 import HTTPProvider, Web3
+from web3.types import RPCEndpoint
 
 from gensyn_jupyter.chain import (
     Devchain,
@@ -158,8 +159,8 @@ def _expire_orphans(chain: PaidChain, keys: Iterable[bytes]) -> list[bytes]:
     latest = int(market.w3.eth.get_block("latest")["timestamp"])
     ahead = max(t.deadline for _, t in held) - latest + 2
     rpc = market.w3.provider
-    rpc.make_request("evm_increaseTime", [max(ahead, 1)])  # type: ignore[arg-type]
-    rpc.make_request("evm_mine", [])  # type: ignore[arg-type]
+    rpc.make_request(RPCEndpoint("evm_increaseTime"), [max(ahead, 1)])
+    rpc.make_request(RPCEndpoint("evm_mine"), [])
     for key, _ in held:
         with contextlib.suppress(MarketError):  # a coordinator's keeper may be first
             market.transact(chain.node.accounts[0], "expire", key)

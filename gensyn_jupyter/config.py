@@ -41,10 +41,13 @@ def devnet_dir() -> Path:
     return gensyn_home() / "devnet"
 
 
-def session_file(network: str) -> Path:
-    """Where the session token of ``network`` is kept (written by the signer, not a key)."""
+def session_file(network: str, *, home: Path | None = None) -> Path:
+    """Where the session token of ``network`` is kept (written by the signer, not a key).
+
+    ``home``: another ``GENSYN_HOME`` than this process's (tests reading a devnet's).
+    """
     safe = re.sub(r"[^A-Za-z0-9.-]+", "_", network.split("://", 1)[-1]).strip("_")
-    return gensyn_home() / "sessions" / f"{safe}.json"
+    return (home or gensyn_home()) / "sessions" / f"{safe}.json"
 
 
 def write_session(network: str, *, token: str, address: str, expires_at: float) -> Path:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from gensyn_jupyter.config import read_devnet_state, session_file
 
 
 @dataclass(frozen=True)
@@ -25,11 +28,10 @@ class Devnet:
 
         The coordinator shows a task to its owner's session only, so a test
         that reads the notebook's tasks straight from the coordinator sends it
-        (the same file ``gensyn_jupyter.config.session_file`` names).
+        (``gensyn_jupyter.config.session_file`` of the devnet's home).
         """
-        safe = re.sub(r"[^A-Za-z0-9.-]+", "_", self.url.split("://", 1)[-1]).strip("_")
         try:
-            token = json.loads((self.home / "sessions" / f"{safe}.json").read_text())["token"]
+            token = json.loads(session_file(self.url, home=self.home).read_text())["token"]
         except (OSError, ValueError, KeyError):
             return {}
         return {"Authorization": f"Bearer {token}"}
@@ -46,3 +48,16 @@ def gensyn(*args: str, env: dict[str, str], timeout: float = 180) -> str:
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
     return proc.stdout
+
+
+@contextmanager
+def detached_devnet(home: Path, *options: str) -> Iterator[Devnet]:
+    """``gensyn devnet up --detach OPTIONS`` in ``home``, taken down on the way out."""
+    env = {"GENSYN_HOME": str(home)}
+    gensyn("devnet", "up", "--detach", *options, env=env)
+    state = read_devnet_state(home / "devnet")
+    assert state is not None
+    try:
+        yield Devnet(url=state.url, home=home, data_dir=home / "devnet")
+    finally:
+        gensyn("devnet", "down", env=env)

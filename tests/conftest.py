@@ -7,9 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 import gensyn_jupyter.chain  # noqa: F401  (first: imports py_ecc keeping the recursion limit)
-from gensyn_jupyter.config import read_devnet_state
 
-from ._devnet import Devnet, gensyn
+from ._devnet import Devnet, detached_devnet
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -27,12 +26,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
     home = tmp_path_factory.mktemp("gensyn-home")
-    data_dir = home / "devnet"
-    env = {"GENSYN_HOME": str(home)}
-    gensyn("devnet", "up", "--detach", "--providers", "2", "--lease-ttl", "4", env=env)
-    state = read_devnet_state(data_dir)
-    assert state is not None
-    try:
-        yield Devnet(url=state.url, home=home, data_dir=data_dir)
-    finally:
-        gensyn("devnet", "down", env=env)
+    with detached_devnet(home, "--providers", "2", "--lease-ttl", "4") as net:
+        yield net

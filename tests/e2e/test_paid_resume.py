@@ -19,16 +19,14 @@ import signal
 import time
 from collections.abc import Iterator
 from typing import Any
-from unittest import mock
 
 import httpx
 import pytest
 from web3 import HTTPProvider, Web3
 
 from gensyn_jupyter.chain import Market
-from gensyn_jupyter.config import read_devnet_state, read_session_token
 
-from .._devnet import Devnet, gensyn
+from .._devnet import Devnet, detached_devnet
 from ._faults import provider_process
 from ._kernel import Kernel, started_kernel
 
@@ -54,14 +52,8 @@ for step in range(60):
 @pytest.fixture(scope="module")
 def paid_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Devnet]:
     home = tmp_path_factory.mktemp("gensyn-paid-resume")
-    env = {"GENSYN_HOME": str(home)}
-    gensyn("devnet", "up", "--detach", "--providers", "2", "--lease-ttl", "3", env=env)
-    state = read_devnet_state(home / "devnet")
-    assert state is not None
-    try:
-        yield Devnet(url=state.url, home=home, data_dir=home / "devnet")
-    finally:
-        gensyn("devnet", "down", env=env)
+    with detached_devnet(home, "--providers", "2", "--lease-ttl", "3") as net:
+        yield net
 
 
 @pytest.fixture(scope="module")
@@ -75,13 +67,10 @@ def paid_kernel(paid_net: Devnet) -> Iterator[Kernel]:
 def _owner(net: Devnet) -> httpx.Client:
     """The notebook user's view of the coordinator (its session, as the kernel signed in)."""
     deadline = time.monotonic() + 60
-    token = None
-    while token is None and time.monotonic() < deadline:
-        with mock.patch.dict(os.environ, {"GENSYN_HOME": str(net.home)}):
-            token = read_session_token(net.url)
-        time.sleep(0.1)
-    assert token, "the kernel's session was not stored within 60 s"
-    return httpx.Client(base_url=net.url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    while not (auth := net.auth()) and time.monotonic() < deadline:
+        time.sleep(0.1)  # the kernel signs in when it submits
+    assert auth, "the kernel's session was not stored within 60 s"
+    return httpx.Client(base_url=net.url, headers=auth, timeout=10)
 
 
 def _signed_checkpoint(
